@@ -1,0 +1,1 @@
+"""pixplan.graph."""

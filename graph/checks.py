@@ -1,0 +1,63 @@
+"""Typed checklist checks: requirements that can be verified on pixels, deterministically and offline.
+
+A checklist item is natural language ("the background reads as winter"); where the planner or a benchmark task
+can give one, it also carries a typed check ("mean brightness of `background` in 0.65..1"). The metric judge
+evaluates these checks; the LLM judge reads the text.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from pixplan.tools.regions import RegionArg
+
+
+class TextContains(BaseModel):
+    """OCR of the region reads at least one of the words (case-insensitive substring)."""
+
+    type: Literal["text_contains"] = "text_contains"
+    region: RegionArg
+    any_of: list[str] = Field(min_length=1)
+
+
+class ColorInRange(BaseModel):
+    """A colour statistic of the region lies in [min, max].
+
+    hue: circular mean hue in degrees 0..360 (min > max means the range wraps through 0);
+    saturation, brightness: means in 0..1; warmth: mean (R - B) / 255 in -1..1.
+    """
+
+    type: Literal["color_in_range"] = "color_in_range"
+    region: RegionArg
+    stat: Literal["hue", "saturation", "brightness", "warmth"]
+    min: float
+    max: float
+
+
+class Changed(BaseModel):
+    """At least `min_fraction` of the region's pixels differ noticeably from the original image."""
+
+    type: Literal["changed"] = "changed"
+    region: RegionArg
+    min_fraction: float = Field(default=0.2, ge=0, le=1)
+
+
+class Preserved(BaseModel):
+    """The region stays as in the original image: mean absolute difference at most `max_mean_diff` (0..1)."""
+
+    type: Literal["preserved"] = "preserved"
+    region: RegionArg
+    max_mean_diff: float = Field(default=0.03, ge=0, le=1)
+
+
+Check = Annotated[TextContains | ColorInRange | Changed | Preserved, Field(discriminator="type")]
+
+
+class ChecklistItem(BaseModel):
+    """One requirement of a plan's checklist."""
+
+    id: str = Field(description="Short id such as 'c1'.")
+    text: str = Field(description="The requirement in plain words, concrete enough to verify on the image.")
+    check: Check | None = Field(default=None, description="A typed pixel check, where one applies.")

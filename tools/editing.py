@@ -1,0 +1,76 @@
+"""The one place where a tool's pixel edit meets the store, the region and the blend.
+
+Every tool (classical or generative) describes only how to change pixels; `apply_edit` loads the image, resolves
+the region against the image's catalog, blends the edit back through a feathered mask so nothing outside the
+region changes, stores the result with its lineage and returns the LangChain ``(content, artifact)`` pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from langchain_core.tools import ToolException
+from PIL import Image
+
+from pixplan.tools.regions import (
+    Region,
+    RegionCatalog,
+    RegionError,
+    blend,
+    default_feather,
+    feather,
+    load_catalog,
+    parse_region,
+    region_mask,
+)
+from pixplan.tools.store import ImageRef, ImageStore, store_from_config
+
+#: edit(image, hard_mask, catalog) -> edited full-size image (only pixels inside the mask are kept).
+EditFunction = Callable[[Image.Image, np.ndarray, "RegionCatalog | None"], Image.Image]
+
+
+def load_for_edit(store: ImageStore, image_id: str) -> Image.Image:
+    """Load the image a tool edits, as a clear tool error when the id is unknown."""
+    if image_id not in store:
+        raise ToolException(f"unknown image_id {image_id!r}: pass the id of the current image")
+    return store.get(image_id).convert("RGB")
+
+
+def apply_edit(
+    *,
+    tool: str,
+    image_id: str,
+    region: object,
+    args: dict[str, Any],
+    edit: EditFunction,
+    config: Any,
+    feather_radius: float | None = None,
+) -> tuple[str, ImageRef]:
+    """Run `edit` inside `region` of the stored image and store the blended result.
+
+    Args:
+        tool: name of the calling tool (recorded in the lineage).
+        image_id: image to edit.
+        region: the tool's region argument (catalog id, box, mask reference, 'whole', 'background').
+        args: the tool's other arguments, recorded in the lineage.
+        edit: the pixel edit.
+        config: the tool call's RunnableConfig (gives the store).
+        feather_radius: soft edge in pixels; None picks a default from the image size, 0 keeps hard edges.
+    """
+    store = store_from_config(config)
+    image = load_for_edit(store, image_id)
+    try:
+        parsed: Region = parse_region(region)
+        catalog = load_catalog(store, image_id)
+        mask = region_mask(parsed, image.size, catalog=catalog, store=store)
+    except RegionError as error:
+        raise ToolException(str(error)) from None
+    edited = edit(image, mask, catalog)
+    radius = default_feather(image.size) if feather_radius is None else feather_radius
+    result = edited if parsed.kind == "whole" else blend(image, edited, feather(mask, radius))
+    ref = store.put(result, parent=image_id, tool=tool, args={"region": parsed.to_arg(), **args})
+    changed = float(np.mean(np.any(np.asarray(result) != np.asarray(image), axis=-1)))
+    content = f"{tool} applied to {parsed.describe()}: new image_id {ref['id']} ({changed:.0%} of pixels changed)"
+    return content, ref

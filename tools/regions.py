@@ -1,0 +1,298 @@
+"""Image regions: what a tool's `region` argument means, and how it becomes a pixel mask.
+
+A region is one of:
+
+- a catalog id such as ``"r3"``: a named region found by perception (text box, product, detection);
+- a normalized box ``[x0, y0, x1, y1]`` with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (fractions of width and
+  height, origin top left);
+- a mask reference ``"mask:<image id>"``: a stored grayscale image, white where the region is;
+- ``"whole"``: the whole image;
+- ``"background"``: the complement of the foreground objects of the region catalog.
+
+Everything invalid raises `RegionError` with a short message a model can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+from pydantic import Field
+from typing_extensions import NotRequired, TypedDict
+
+from pixplan.tools.store import ImageStore
+
+#: The type of every tool's `region` argument, with the description the model reads.
+RegionArg = Annotated[
+    str | list[float],
+    Field(
+        description=(
+            "Where to apply the edit: a region id from the region catalog (e.g. 'r2'), 'whole', 'background', "
+            "a normalized box [x0, y0, x1, y1] with values in 0..1 (origin top left), or 'mask:<image id>'."
+        )
+    ),
+]
+
+RegionKind = Literal["text", "object", "background", "whole"]
+_CATALOG_ID = re.compile(r"^r\d+$")
+
+
+class RegionError(ValueError):
+    """A region argument is invalid or does not exist for this image."""
+
+
+class CatalogRegion(TypedDict):
+    """One named candidate region of an image."""
+
+    id: str
+    box: list[float]  # normalized [x0, y0, x1, y1]
+    kind: RegionKind
+    label: str
+    text: NotRequired[str]  # the OCR string, for text regions
+    score: NotRequired[float]
+    mask: NotRequired[str]  # id of a stored grayscale mask, where the region is not a box
+
+
+class RegionCatalog(TypedDict):
+    """The enumerable regions of an image: what the orchestrator chooses from and rewards are computed over."""
+
+    image_id: str
+    width: int
+    height: int
+    regions: list[CatalogRegion]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A parsed, validated region argument."""
+
+    kind: Literal["catalog", "box", "mask", "whole", "background"]
+    catalog_id: str | None = None
+    box: tuple[float, float, float, float] | None = None
+    mask_id: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "catalog":
+            return str(self.catalog_id)
+        if self.kind == "box":
+            return "[" + ", ".join(f"{value:.3f}" for value in self.box or ()) + "]"
+        if self.kind == "mask":
+            return f"mask:{self.mask_id}"
+        return self.kind
+
+    def to_arg(self) -> str | list[float]:
+        """The JSON form of this region, as a tool argument."""
+        if self.kind == "box":
+            return list(self.box or ())
+        return self.describe()
+
+
+def validate_box(box: object) -> tuple[float, float, float, float]:
+    """Check a normalized box; raise `RegionError` saying what is wrong."""
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        raise RegionError(f"a box needs 4 numbers [x0, y0, x1, y1], got {box!r}")
+    try:
+        x0, y0, x1, y1 = (float(value) for value in box)
+    except (TypeError, ValueError):
+        raise RegionError(f"a box needs 4 numbers [x0, y0, x1, y1], got {box!r}") from None
+    if not all(np.isfinite([x0, y0, x1, y1])):
+        raise RegionError(f"box values must be finite numbers, got {box!r}")
+    if min(x0, y0, x1, y1) < 0.0 or max(x0, y0, x1, y1) > 1.0:
+        raise RegionError(f"box values must lie in 0..1 (fractions of width and height), got {box!r}")
+    if x0 >= x1 or y0 >= y1:
+        raise RegionError(f"box is empty or inverted: need x0 < x1 and y0 < y1, got {box!r}")
+    return (x0, y0, x1, y1)
+
+
+def parse_region(value: object) -> Region:
+    """Turn a tool's region argument into a `Region`, or raise a clear `RegionError`."""
+    if isinstance(value, Region):
+        return value
+    if isinstance(value, list | tuple):
+        return Region(kind="box", box=validate_box(value))
+    if not isinstance(value, str):
+        raise RegionError(f"region must be a string or a list of 4 numbers, got {type(value).__name__}")
+    text = value.strip()
+    lowered = text.lower()
+    if lowered in ("whole", "all", "image", "whole image"):
+        return Region(kind="whole")
+    if lowered == "background":
+        return Region(kind="background")
+    if _CATALOG_ID.match(lowered):
+        return Region(kind="catalog", catalog_id=lowered)
+    if lowered.startswith("mask:"):
+        mask_id = text[5:].strip()
+        if not mask_id:
+            raise RegionError("mask reference needs an image id: 'mask:<image id>'")
+        return Region(kind="mask", mask_id=mask_id)
+    if text.startswith("["):
+        try:
+            import json
+
+            return Region(kind="box", box=validate_box(json.loads(text)))
+        except ValueError as error:
+            if isinstance(error, RegionError):
+                raise
+            raise RegionError(f"could not read box {text!r}; write it as [x0, y0, x1, y1]") from None
+    raise RegionError(
+        f"unknown region {value!r}: use a catalog id like 'r2', 'whole', 'background', "
+        "a box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'"
+    )
+
+
+def box_to_pixels(box: tuple[float, float, float, float] | list[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Normalized box to integer pixel bounds (left, top, right, bottom), never empty."""
+    width, height = size
+    x0, y0, x1, y1 = box
+    left = min(int(np.floor(x0 * width)), width - 1)
+    top = min(int(np.floor(y0 * height)), height - 1)
+    right = max(int(np.ceil(x1 * width)), left + 1)
+    bottom = max(int(np.ceil(y1 * height)), top + 1)
+    return left, top, min(right, width), min(bottom, height)
+
+
+def pixels_to_box(left: float, top: float, right: float, bottom: float, size: tuple[int, int]) -> list[float]:
+    """Pixel bounds to a normalized box, clipped to the image."""
+    width, height = size
+    return [
+        round(float(np.clip(left / width, 0, 1)), 4),
+        round(float(np.clip(top / height, 0, 1)), 4),
+        round(float(np.clip(right / width, 0, 1)), 4),
+        round(float(np.clip(bottom / height, 0, 1)), 4),
+    ]
+
+
+def _box_mask(box: tuple[float, float, float, float] | list[float], size: tuple[int, int]) -> np.ndarray:
+    width, height = size
+    mask = np.zeros((height, width), dtype=np.float32)
+    left, top, right, bottom = box_to_pixels(box, size)
+    mask[top:bottom, left:right] = 1.0
+    return mask
+
+
+def _stored_mask(store: ImageStore | None, mask_id: str, size: tuple[int, int]) -> np.ndarray:
+    if store is None or mask_id not in store:
+        raise RegionError(f"unknown mask image {mask_id!r}")
+    mask = store.get(mask_id).convert("L")
+    if mask.size != size:
+        mask = mask.resize(size, Image.Resampling.NEAREST)
+    return (np.asarray(mask, dtype=np.float32) / 255.0 > 0.5).astype(np.float32)
+
+
+def catalog_entry(catalog: RegionCatalog | None, region_id: str) -> CatalogRegion:
+    """Look a region up by id, with the known ids in the error."""
+    if catalog is None:
+        raise RegionError(f"region {region_id!r} needs a region catalog, and this image has none")
+    for entry in catalog["regions"]:
+        if entry["id"] == region_id:
+            return entry
+    known = ", ".join(entry["id"] for entry in catalog["regions"]) or "none"
+    raise RegionError(f"unknown region id {region_id!r}; this image has: {known}")
+
+
+def _entry_mask(entry: CatalogRegion, size: tuple[int, int], store: ImageStore | None) -> np.ndarray:
+    if entry["kind"] == "whole":
+        return np.ones((size[1], size[0]), dtype=np.float32)
+    if "mask" in entry:
+        return _stored_mask(store, entry["mask"], size)
+    return _box_mask(entry["box"], size)
+
+
+def foreground_mask(catalog: RegionCatalog | None, size: tuple[int, int], store: ImageStore | None) -> np.ndarray:
+    """Union of the catalog's object regions: what `background` excludes."""
+    objects = [entry for entry in (catalog or {"regions": []})["regions"] if entry["kind"] == "object"]
+    if not objects:
+        raise RegionError("'background' needs a foreground object in the region catalog, and none was found")
+    mask = np.zeros((size[1], size[0]), dtype=np.float32)
+    for entry in objects:
+        mask = np.maximum(mask, _entry_mask(entry, size, store))
+    return mask
+
+
+def region_mask(
+    region: object,
+    size: tuple[int, int],
+    *,
+    catalog: RegionCatalog | None = None,
+    store: ImageStore | None = None,
+) -> np.ndarray:
+    """The hard mask (H x W float32, 1 inside) of a region on an image of `size` = (width, height)."""
+    parsed = parse_region(region)
+    width, height = size
+    if parsed.kind == "whole":
+        return np.ones((height, width), dtype=np.float32)
+    if parsed.kind == "box":
+        return _box_mask(parsed.box, size)
+    if parsed.kind == "mask":
+        mask = _stored_mask(store, parsed.mask_id or "", size)
+    elif parsed.kind == "background":
+        background = [e for e in (catalog or {"regions": []})["regions"] if e["kind"] == "background"]
+        if background and "mask" in background[0]:
+            mask = _entry_mask(background[0], size, store)
+        else:
+            mask = 1.0 - foreground_mask(catalog, size, store)
+    else:
+        mask = _entry_mask(catalog_entry(catalog, parsed.catalog_id or ""), size, store)
+    if mask.sum() < 1:
+        raise RegionError(f"region {parsed.describe()} is empty on this image")
+    return mask
+
+
+def feather(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Soften a mask's edges by `radius` pixels, staying 0 far outside and 1 deep inside."""
+    if radius <= 0:
+        return mask.astype(np.float32)
+    sigma = max(radius / 2.0, 0.5)
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma)
+    return np.clip(soft, 0.0, 1.0)
+
+
+def default_feather(size: tuple[int, int]) -> float:
+    """Feather radius used by tools: about 0.6% of the shorter side, at least 1 pixel."""
+    return max(1.0, 0.006 * min(size))
+
+
+def blend(original: Image.Image, edited: Image.Image, mask: np.ndarray) -> Image.Image:
+    """Composite `edited` over `original` through a soft mask (1 takes the edit)."""
+    if edited.size != original.size:
+        raise ValueError(f"edited image is {edited.size}, original is {original.size}")
+    if edited.mode != original.mode:
+        edited = edited.convert(original.mode)
+    base = np.asarray(original, dtype=np.float32)
+    top = np.asarray(edited, dtype=np.float32)
+    alpha = mask[..., None] if base.ndim == 3 else mask
+    out = base + (top - base) * alpha
+    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), original.mode)
+
+
+def mask_bbox(mask: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int]:
+    """Pixel bounds (left, top, right, bottom) of where a mask is set."""
+    ys, xs = np.nonzero(mask > threshold)
+    if len(xs) == 0:
+        raise RegionError("region is empty on this image")
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def catalog_name(image_id: str) -> str:
+    """The store document name of an image's region catalog."""
+    return f"catalog-{image_id}"
+
+
+def save_catalog(store: ImageStore, catalog: RegionCatalog) -> None:
+    store.put_json(catalog_name(catalog["image_id"]), catalog)
+
+
+def load_catalog(store: ImageStore, image_id: str) -> RegionCatalog | None:
+    """The catalog of an image or, failing that, of the nearest ancestor that has one.
+
+    Edits keep the layout, so the regions found on the original image stay valid for the images derived from it.
+    """
+    for ref in reversed(store.lineage(image_id)):
+        catalog = store.get_json(catalog_name(ref["id"]))
+        if catalog is not None:
+            return catalog
+    return None

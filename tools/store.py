@@ -1,0 +1,231 @@
+"""Content-addressed image store with lineage.
+
+Images never travel through graph state, messages or checkpoints as pixels: they live here as PNG files named
+by the hash of their pixels, and everything else holds a small `ImageRef`. Each stored image remembers its
+parent, the tool that made it and the tool's arguments, so an edit can be explained and replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+from typing_extensions import NotRequired, TypedDict
+
+#: Largest image accepted, in pixels (about 8k x 8k). Protects against decompression bombs.
+MAX_PIXELS = 64_000_000
+#: Formats Pillow may open. Anything else is refused before decoding.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+
+
+class ImageError(ValueError):
+    """An image could not be read: corrupt, truncated, empty, too large or of an unsupported format."""
+
+
+class ImageRef(TypedDict):
+    """A reference to a stored image: what state, messages, traces and checkpoints hold instead of pixels."""
+
+    id: str
+    width: int
+    height: int
+    parent: str | None
+    tool: str | None
+    # Arguments the tool was called with (JSON-serialisable), where a tool made it.
+    args: NotRequired[dict[str, Any]]
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Normalise any Pillow image to 8-bit RGB: honours EXIF orientation, palettes, alpha, CMYK, 16 bit."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def open_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read an image from a path or bytes into RGB, with clear errors for every way it can be bad."""
+    if isinstance(source, bytes):
+        data, name = source, "<bytes>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{path}: no such image file")
+        data, name = path.read_bytes(), str(path)
+    if not data:
+        raise ImageError(f"{name}: the file is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            fmt = probe.format
+            width, height = probe.size
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{name}: image is too large ({error})") from None
+    except Exception:
+        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)") from None
+    if fmt not in ACCEPTED_FORMATS:
+        raise ImageError(f"{name}: unsupported format {fmt}; use one of {', '.join(ACCEPTED_FORMATS)}")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: image is too large ({width}x{height} = {width * height} pixels; limit {max_pixels})"
+        )
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: image has no pixels")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return _to_rgb(image)
+    except Exception as error:
+        raise ImageError(f"{name}: the image data is corrupt or truncated ({error})") from None
+
+
+def pixel_hash(image: Image.Image) -> str:
+    """Content id of an image: hash of its mode, size and pixels (not of any file encoding)."""
+    digest = hashlib.sha256()
+    digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()[:24]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file and rename: a crash never leaves a half-written file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class ImageStore:
+    """Images as content-addressed PNG files in one folder, each with a JSON sidecar for its lineage.
+
+    Two stores on the same folder see the same images, so a store is cheap to create by path, and a
+    process that resumes an edit finds every image an earlier process saved.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"ImageStore({str(self.root)!r})"
+
+    def _png(self, image_id: str) -> Path:
+        return self.root / f"{image_id}.png"
+
+    def _meta(self, image_id: str) -> Path:
+        return self.root / f"{image_id}.json"
+
+    def put(
+        self,
+        image: Image.Image,
+        *,
+        parent: str | None = None,
+        tool: str | None = None,
+        args: dict[str, Any] | None = None,
+    ) -> ImageRef:
+        """Store an image (any mode is kept as is) and return its reference; storing twice is free."""
+        image_id = pixel_hash(image)
+        ref = ImageRef(id=image_id, width=image.width, height=image.height, parent=parent, tool=tool)
+        if args is not None:
+            ref["args"] = args
+        if not self._png(image_id).exists():
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", compress_level=1)
+            _atomic_write(self._png(image_id), buffer.getvalue())
+        if not self._meta(image_id).exists():
+            _atomic_write(self._meta(image_id), json.dumps(ref, sort_keys=True).encode())
+        return ref
+
+    def put_file(self, source: str | os.PathLike[str] | bytes, *, max_pixels: int = MAX_PIXELS) -> ImageRef:
+        """Import a user's image file: validated, normalised to RGB, stored without a parent."""
+        return self.put(open_image(source, max_pixels=max_pixels))
+
+    def __contains__(self, image_id: object) -> bool:
+        return isinstance(image_id, str) and self._png(image_id).exists()
+
+    def ref(self, image_id: str) -> ImageRef:
+        """The reference of a stored image, with its lineage."""
+        if image_id not in self:
+            raise KeyError(f"unknown image id {image_id!r}")
+        meta = self._meta(image_id)
+        if meta.exists():
+            return json.loads(meta.read_text())
+        with Image.open(self._png(image_id)) as image:
+            return ImageRef(id=image_id, width=image.width, height=image.height, parent=None, tool=None)
+
+    def get(self, image_id: str) -> Image.Image:
+        """Load a stored image's pixels."""
+        if image_id not in self:
+            raise KeyError(f"unknown image id {image_id!r}")
+        with Image.open(self._png(image_id)) as image:
+            image.load()
+            return image.copy()
+
+    def path(self, image_id: str) -> Path:
+        """The PNG file of a stored image (for export, thumbnails, or sending to a model)."""
+        if image_id not in self:
+            raise KeyError(f"unknown image id {image_id!r}")
+        return self._png(image_id)
+
+    def lineage(self, image_id: str) -> list[ImageRef]:
+        """The chain of references from the original image to this one."""
+        chain: list[ImageRef] = []
+        current: str | None = image_id
+        while current is not None:
+            ref = self.ref(current)
+            chain.append(ref)
+            current = ref["parent"]
+        return chain[::-1]
+
+    def root_of(self, image_id: str) -> str:
+        """The id of the original image this one derives from."""
+        return self.lineage(image_id)[0]["id"]
+
+    def put_json(self, name: str, payload: Any) -> Path:
+        """Store a JSON document beside the images (region catalogs, caches), written atomically."""
+        path = self.root / f"{name}.json"
+        _atomic_write(path, json.dumps(payload, sort_keys=True, indent=1).encode())
+        return path
+
+    def get_json(self, name: str) -> Any | None:
+        path = self.root / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+def default_store_dir() -> Path:
+    """`$PIXPLAN_STORE`, else `$XDG_CACHE_HOME/pixplan/store` (usually `~/.cache/pixplan/store`)."""
+    if "PIXPLAN_STORE" in os.environ:
+        return Path(os.environ["PIXPLAN_STORE"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "pixplan" / "store"
+
+
+def store_from_config(config: Any) -> ImageStore:
+    """The store a tool call should use: `configurable["store_dir"]` of its RunnableConfig, else the default.
+
+    Tools receive the store this way (injected, never an argument the model sees), so the same `TOOLS` work
+    in pixplan's graph, in any LangChain agent, and behind the MCP server.
+    """
+    configurable = (config or {}).get("configurable", {}) if isinstance(config, dict) else {}
+    store_dir = configurable.get("store_dir")
+    return ImageStore(store_dir if store_dir is not None else default_store_dir())
