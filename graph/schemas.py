@@ -51,7 +51,11 @@ class Verdict(BaseModel):
     @property
     def score(self) -> float:
         """Overall 0..1: mean of the available sub-scores (/10) and of the checklist pass rate."""
-        parts = [value / 10 for value in (self.instruction_adherence, self.plausibility, self.preservation) if value is not None]
+        parts = [
+            value / 10
+            for value in (self.instruction_adherence, self.plausibility, self.preservation)
+            if value is not None
+        ]
         if self.checklist:
             parts.append(sum(item.passed for item in self.checklist) / len(self.checklist))
         return sum(parts) / len(parts) if parts else 0.0

@@ -72,5 +72,7 @@ def apply_edit(
     result = edited if parsed.kind == "whole" else blend(image, edited, feather(mask, radius))
     ref = store.put(result, parent=image_id, tool=tool, args={"region": parsed.to_arg(), **args})
     changed = float(np.mean(np.any(np.asarray(result) != np.asarray(image), axis=-1)))
-    content = f"{tool} applied to {parsed.describe()}: new image_id {ref['id']} ({changed:.0%} of pixels changed)"
+    content = (
+        f"{tool} applied to {parsed.describe()}: new image_id {ref['id']} ({changed:.0%} of pixels changed)"
+    )
     return content, ref

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
 import cv2
 import numpy as np
 from PIL import Image
 from pydantic import Field
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from pixplan.tools.store import ImageStore
 
@@ -144,7 +144,9 @@ def parse_region(value: object) -> Region:
     )
 
 
-def box_to_pixels(box: tuple[float, float, float, float] | list[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+def box_to_pixels(
+    box: tuple[float, float, float, float] | list[float], size: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """Normalized box to integer pixel bounds (left, top, right, bottom), never empty."""
     width, height = size
     x0, y0, x1, y1 = box
@@ -202,7 +204,9 @@ def _entry_mask(entry: CatalogRegion, size: tuple[int, int], store: ImageStore |
     return _box_mask(entry["box"], size)
 
 
-def foreground_mask(catalog: RegionCatalog | None, size: tuple[int, int], store: ImageStore | None) -> np.ndarray:
+def foreground_mask(
+    catalog: RegionCatalog | None, size: tuple[int, int], store: ImageStore | None
+) -> np.ndarray:
     """Union of the catalog's object regions: what `background` excludes."""
     objects = [entry for entry in (catalog or {"regions": []})["regions"] if entry["kind"] == "object"]
     if not objects:

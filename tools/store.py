@@ -13,11 +13,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired
 
 import numpy as np
 from PIL import Image, ImageOps
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 #: Largest image accepted, in pixels (about 8k x 8k). Protects against decompression bombs.
 MAX_PIXELS = 64_000_000
@@ -50,7 +50,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8))
+        image = Image.fromarray(
+            np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        )
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
