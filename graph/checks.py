@@ -15,7 +15,8 @@ from pixplan.tools.regions import RegionArg
 
 
 class TextContains(BaseModel):
-    """OCR of the region reads at least one of the words (case-insensitive substring)."""
+    """OCR of the region reads at least one of the words (case-insensitive substring, spaces and punctuation
+    ignored; one OCR slip forgiven in words of 5+ letters)."""
 
     type: Literal["text_contains"] = "text_contains"
     region: RegionArg
@@ -52,7 +53,33 @@ class Preserved(BaseModel):
     max_mean_diff: float = Field(default=0.03, ge=0, le=1)
 
 
-Check = Annotated[TextContains | ColorInRange | Changed | Preserved, Field(discriminator="type")]
+class TextAbsent(BaseModel):
+    """OCR of the region reads none of the words (case-insensitive substring): old text is gone."""
+
+    type: Literal["text_absent"] = "text_absent"
+    region: RegionArg
+    none_of: list[str] = Field(min_length=1)
+
+
+class NewElement(BaseModel):
+    """A compact new element (badge, icon, sticker, caption) appeared in the region.
+
+    The largest connected blob of changed pixels covers at least `min_fraction` of the region, and at most
+    `max_fraction` of the region changed in all (a global recolour is not a new element).
+    """
+
+    type: Literal["new_element"] = "new_element"
+    region: RegionArg
+    min_fraction: float = Field(default=0.03, ge=0, le=1)
+    max_fraction: float = Field(default=0.9, ge=0, le=1)
+
+
+Check = Annotated[
+    TextContains | TextAbsent | ColorInRange | Changed | Preserved | NewElement, Field(discriminator="type")
+]
+
+#: Checks that ask for a change (the rest, `preserved`, ask that something stays).
+CHANGE_CHECKS = ("text_contains", "text_absent", "color_in_range", "changed", "new_element")
 
 
 class ChecklistItem(BaseModel):

@@ -1,0 +1,348 @@
+"""The metric judge: typed checklist checks evaluated on pixels, deterministic and offline.
+
+It implements the `Judge` protocol of `schemas.py`, so the graph can use it wherever an LLM judge would go, and
+the benchmark uses it to score every system the same way. What it measures:
+
+- each checklist item that carries a typed check (`checks.py`) is evaluated on the pixels of its region:
+  OCR text (`text_contains`, `text_absent`), colour statistics (`color_in_range`), change against the original
+  (`changed`, `new_element`) and preservation (`preserved`);
+- items without a typed check are **not verifiable** on pixels: they get no per-item verdict and do not count
+  (the verdict's reasons say so), never an invented pass or fail;
+- for a step judgement whose region is known, `instruction_adherence` is a proxy: how much of the region changed
+  (10 once at least `ADHERENCE_FULL_FRACTION` of it did), and `preservation` is how little changed outside it
+  (10 for no change, 0 at a mean absolute difference of `PRESERVATION_ZERO_DIFF` or more);
+- for a final judgement, `instruction_adherence` is 10 x the pass rate of the change checks and `preservation`
+  10 x the pass rate of the `preserved` checks (None where there are none);
+- `plausibility` is always None: no pixel statistic tells whether an edit looks natural; the LLM judge scores it.
+
+Colour statistics, on the region's pixels (RGB in 0..1):
+
+- hue: circular mean of HSV hue in degrees, weighted by chroma (max - min), so grey pixels do not vote; a region
+  with almost no chroma has no hue, and a hue check on it fails;
+- saturation: mean HSV saturation; brightness: mean Rec. 601 luma; warmth: mean (R - B).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from pixplan.graph.checks import (
+    CHANGE_CHECKS,
+    Changed,
+    Check,
+    ChecklistItem,
+    ColorInRange,
+    NewElement,
+    Preserved,
+    TextAbsent,
+    TextContains,
+)
+from pixplan.graph.schemas import ItemVerdict, JudgeFailure, JudgeRequest, Verdict
+from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog, mask_bbox, region_mask
+
+if TYPE_CHECKING:
+    from pixplan.tools.store import ImageStore
+
+#: A pixel "changed" when some channel moved by more than this (0..1, about 20 of 255).
+PIXEL_CHANGE_THRESHOLD = 0.08
+#: Below this total chroma weight per pixel, a region is grey and has no hue.
+MIN_MEAN_CHROMA = 0.04
+#: Step adherence reaches 10 once this fraction of the step's region changed.
+ADHERENCE_FULL_FRACTION = 0.15
+#: Step preservation falls to 0 at this mean absolute difference outside the region.
+PRESERVATION_ZERO_DIFF = 0.05
+#: Without a known region, a step "did something" when this fraction of the image changed.
+ANY_CHANGE_FRACTION = 0.005
+
+
+def _array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def region_stats(image: Image.Image, mask: np.ndarray) -> dict[str, float | None]:
+    """Hue (degrees, None when grey), saturation, brightness and warmth of the pixels where `mask` > 0.5."""
+    pixels = _array(image)[mask > 0.5]
+    if len(pixels) == 0:
+        raise RegionError("region is empty on this image")
+    hsv = cv2.cvtColor(pixels[None, :, :], cv2.COLOR_RGB2HSV)[0]  # H in degrees 0..360, S and V in 0..1
+    chroma = pixels.max(axis=1) - pixels.min(axis=1)
+    hue: float | None = None
+    if chroma.mean() >= MIN_MEAN_CHROMA:
+        angle = np.deg2rad(hsv[:, 0])
+        x, y = float((chroma * np.cos(angle)).sum()), float((chroma * np.sin(angle)).sum())
+        hue = float(np.rad2deg(np.arctan2(y, x)) % 360.0)
+    luma = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return {
+        "hue": hue,
+        "saturation": float(hsv[:, 1].mean()),
+        "brightness": float(luma.mean()),
+        "warmth": float((pixels[:, 0] - pixels[:, 2]).mean()),
+    }
+
+
+def in_range(stat: str, value: float, low: float, high: float) -> bool:
+    """Whether `value` lies in [low, high]; for hue, `low > high` means the range wraps through 0."""
+    if stat == "hue" and low > high:
+        return value >= low or value <= high
+    return low <= value <= high
+
+
+def changed_pixels(original: Image.Image, edited: Image.Image) -> np.ndarray:
+    """Boolean H x W map of the pixels where some channel moved by more than `PIXEL_CHANGE_THRESHOLD`."""
+    if original.size != edited.size:
+        raise ValueError(f"edited image is {edited.size}, original is {original.size}")
+    return np.abs(_array(edited) - _array(original)).max(axis=-1) > PIXEL_CHANGE_THRESHOLD
+
+
+def mean_abs_diff(original: Image.Image, edited: Image.Image, mask: np.ndarray) -> float:
+    """Mean absolute difference (0..1, over channels) of the pixels where `mask` > 0.5."""
+    inside = mask > 0.5
+    if not inside.any():
+        return 0.0
+    return float(np.abs(_array(edited) - _array(original))[inside].mean())
+
+
+@lru_cache(maxsize=1)
+def _ocr_engine():
+    from rapidocr_onnxruntime import RapidOCR
+
+    return RapidOCR()
+
+
+def read_region_text(image: Image.Image, mask: np.ndarray) -> str:
+    """OCR of the region's bounding box (rapidocr, offline).
+
+    A line-shaped crop (at least 2.5 times as wide as high) is read by the recognizer alone (about 40 ms);
+    anything else goes through detection first.
+    """
+    left, top, right, bottom = mask_bbox(mask)
+    pad = max(2, (bottom - top) // 8)
+    crop = image.convert("RGB").crop(
+        (
+            max(0, left - pad),
+            max(0, top - pad),
+            min(image.width, right + pad),
+            min(image.height, bottom + pad),
+        )
+    )
+    if crop.height < 32:
+        scale = 32 / crop.height
+        crop = crop.resize((max(1, round(crop.width * scale)), 32), Image.Resampling.BICUBIC)
+    bgr = np.ascontiguousarray(np.asarray(crop)[:, :, ::-1])
+    line_shaped = crop.width >= 2.5 * crop.height
+    result, _ = _ocr_engine()(bgr, use_det=not line_shaped, use_cls=False)
+    if not result:
+        return ""
+    texts = [entry[0] for entry in result] if line_shaped else [entry[1] for entry in result]
+    return " ".join(text.strip() for text in texts if text and text.strip())
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[^0-9a-z%$€£]+", "", text.lower())
+
+
+def _edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, char_b in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (char_a != char_b))
+    return row[-1]
+
+
+def _contains(flat: str, word: str) -> bool:
+    """Substring test that forgives one OCR slip (a dropped, added or wrong letter) in words of 5+ letters."""
+    if word in flat:
+        return True
+    if len(word) < 5:
+        return False
+    for length in (len(word) - 1, len(word), len(word) + 1):
+        for start in range(len(flat) - length + 1):
+            if _edit_distance(word, flat[start : start + length]) <= 1:
+                return True
+    return False
+
+
+def _matches(text: str, words: list[str]) -> list[str]:
+    flat = _normalise(text)
+    return [word for word in words if _normalise(word) and _contains(flat, _normalise(word))]
+
+
+def _largest_blob_fraction(changed: np.ndarray, inside: np.ndarray) -> float:
+    blobs = (changed & inside).astype(np.uint8)
+    blobs = cv2.morphologyEx(blobs, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
+    if count <= 1:
+        return 0.0
+    return float(stats[1:, cv2.CC_STAT_AREA].max()) / max(1.0, float(inside.sum()))
+
+
+def evaluate_check(
+    check: Check,
+    original: Image.Image,
+    edited: Image.Image,
+    catalog: RegionCatalog | None = None,
+    store: ImageStore | None = None,
+) -> tuple[bool, str]:
+    """Evaluate one typed check on the edited image (against the original where it compares).
+
+    Regions (catalog ids, boxes, 'background', masks) resolve against `catalog` and `store`. Returns
+    (passed, reason); a region that cannot be resolved fails the check, with the reason.
+    """
+    try:
+        mask = region_mask(check.region, edited.size, catalog=catalog, store=store)
+    except RegionError as error:
+        return False, f"region {check.region!r} cannot be resolved: {error}"
+    where = (
+        check.region
+        if isinstance(check.region, str)
+        else "[" + ", ".join(f"{v:.2f}" for v in check.region) + "]"
+    )
+    if isinstance(check, TextContains | TextAbsent):
+        text = read_region_text(edited, mask)
+        words = check.any_of if isinstance(check, TextContains) else check.none_of
+        found = _matches(text, words)
+        if isinstance(check, TextContains):
+            if found:
+                return True, f"{where} reads {text!r}, which contains {found[0]!r}"
+            return False, f"{where} reads {text!r}, which contains none of {words}"
+        if found:
+            return False, f"{where} still reads {text!r}, which contains {found[0]!r}"
+        return True, f"{where} reads {text!r}, none of {words}"
+    if isinstance(check, ColorInRange):
+        value = region_stats(edited, mask)[check.stat]
+        if value is None:
+            return False, f"{where} is grey: it has no hue (wanted {check.min:g}..{check.max:g} degrees)"
+        passed = in_range(check.stat, value, check.min, check.max)
+        relation = "in" if passed else "outside"
+        return passed, f"{where} {check.stat} is {value:.2f}, {relation} {check.min:g}..{check.max:g}"
+    if isinstance(check, Changed):
+        inside = mask > 0.5
+        fraction = float(changed_pixels(original, edited)[inside].mean())
+        passed = fraction >= check.min_fraction
+        return passed, f"{fraction:.0%} of {where} changed (needs {check.min_fraction:.0%})"
+    if isinstance(check, Preserved):
+        diff = mean_abs_diff(original, edited, mask)
+        passed = diff <= check.max_mean_diff
+        verb = "preserved" if passed else "altered"
+        return passed, f"{where} {verb}: mean difference {diff:.3f} (allowed {check.max_mean_diff:.3f})"
+    if isinstance(check, NewElement):
+        inside = mask > 0.5
+        changed = changed_pixels(original, edited)
+        total = float(changed[inside].mean())
+        blob = _largest_blob_fraction(changed, inside)
+        if total > check.max_fraction:
+            return False, f"{total:.0%} of {where} changed: a global change, not a new element"
+        passed = blob >= check.min_fraction
+        if passed:
+            return True, f"a new element covers {blob:.0%} of {where}"
+        return (
+            False,
+            f"no new element in {where}: largest changed blob covers {blob:.1%} (needs {check.min_fraction:.0%})",
+        )
+    raise TypeError(f"unknown check type {type(check).__name__}")
+
+
+def evaluate_checklist(
+    checklist: list[ChecklistItem],
+    original: Image.Image,
+    edited: Image.Image,
+    catalog: RegionCatalog | None = None,
+    store: ImageStore | None = None,
+) -> tuple[list[ItemVerdict], list[str]]:
+    """Per-item verdicts of the typed items, and the ids of the items that cannot be verified on pixels."""
+    verdicts: list[ItemVerdict] = []
+    unverifiable: list[str] = []
+    for item in checklist:
+        if item.check is None:
+            unverifiable.append(item.id)
+            continue
+        passed, reason = evaluate_check(item.check, original, edited, catalog, store)
+        verdicts.append(ItemVerdict(id=item.id, reason=reason, passed=passed))
+    return verdicts, unverifiable
+
+
+class MetricJudge:
+    """Judges edits with deterministic pixel measurements; no model, no network.
+
+    Example:
+        >>> verdict = MetricJudge().judge(request)  # a Verdict; never a JudgeFailure for valid images
+    """
+
+    name = "metric"
+
+    def judge(self, request: JudgeRequest) -> Verdict | JudgeFailure:
+        store = request.store
+        try:
+            original = store.get(request.original["id"])
+            before = store.get(request.before["id"])
+            after = store.get(request.after["id"])
+        except KeyError as error:
+            return JudgeFailure(kind="error", message=f"image not in the store: {error}")
+        if after.size != original.size:
+            return JudgeFailure(
+                kind="error", message=f"edited image is {after.size}, original {original.size}"
+            )
+        catalog = load_catalog(store, request.original["id"])
+        items, unverifiable = evaluate_checklist(request.checklist, original, after, catalog, store)
+        reasons = [f"{item.id}: {'passed' if item.passed else 'failed'}: {item.reason}" for item in items]
+        if unverifiable:
+            reasons.append(
+                f"not verifiable on pixels (no typed check; not counted): {', '.join(unverifiable)}"
+            )
+        adherence: float | None = None
+        preservation: float | None = None
+        region_known = request.scope == "step" and request.region is not None
+        if region_known:
+            try:
+                mask = region_mask(request.region, after.size, catalog=catalog, store=store)
+            except RegionError as error:
+                reasons.append(f"the step's region {request.region!r} cannot be resolved: {error}")
+                mask = None
+            if mask is not None:
+                inside = mask > 0.5
+                fraction = float(changed_pixels(before, after)[inside].mean())
+                adherence = round(10 * min(1.0, fraction / ADHERENCE_FULL_FRACTION), 2)
+                reasons.append(f"{fraction:.0%} of the step's region changed (adherence proxy)")
+                # Leave a margin around the region for the tools' feathered edges.
+                margin = cv2.dilate(inside.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+                outside = ~margin
+                if outside.any():
+                    diff = mean_abs_diff(before, after, outside.astype(np.float32))
+                    preservation = round(10 * max(0.0, 1 - diff / PRESERVATION_ZERO_DIFF), 2)
+                    reasons.append(f"outside the region: mean difference {diff:.3f}")
+        if not region_known:
+            change_items = [
+                v for v, c in zip(items, _typed(request.checklist), strict=True) if c in CHANGE_CHECKS
+            ]
+            keep_items = [
+                v for v, c in zip(items, _typed(request.checklist), strict=True) if c == "preserved"
+            ]
+            if change_items:
+                adherence = round(10 * sum(v.passed for v in change_items) / len(change_items), 2)
+            elif request.scope == "step" or not items:
+                fraction = float(changed_pixels(before, after).mean())
+                adherence = 10.0 if fraction >= ANY_CHANGE_FRACTION else 0.0
+                reasons.append(f"{fraction:.1%} of the image changed (no typed change check to measure)")
+            if keep_items:
+                preservation = round(10 * sum(v.passed for v in keep_items) / len(keep_items), 2)
+        failed = [item for item in items if not item.passed]
+        fix = "; ".join(f"{item.id}: {item.reason}" for item in failed)
+        return Verdict(
+            reasons=reasons,
+            instruction_adherence=adherence,
+            plausibility=None,
+            preservation=preservation,
+            checklist=items,
+            fix_instructions=fix,
+        )
+
+
+def _typed(checklist: list[ChecklistItem]) -> list[str]:
+    return [item.check.type for item in checklist if item.check is not None]
