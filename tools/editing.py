@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 from langchain_core.tools import ToolException
 from PIL import Image
@@ -22,6 +23,7 @@ from pixplan.tools.regions import (
     default_feather,
     feather,
     load_catalog,
+    nonzero_bounds,
     parse_region,
     region_mask,
 )
@@ -47,6 +49,7 @@ def apply_edit(
     edit: EditFunction,
     config: Any,
     feather_radius: float | None = None,
+    grow: int = 0,
 ) -> tuple[str, ImageRef]:
     """Run `edit` inside `region` of the stored image and store the blended result.
 
@@ -58,6 +61,8 @@ def apply_edit(
         edit: the pixel edit.
         config: the tool call's RunnableConfig (gives the store).
         feather_radius: soft edge in pixels; None picks a default from the image size, 0 keeps hard edges.
+        grow: dilate the region's mask by this many pixels before editing and blending (object removal uses it
+            to cover an object's outline).
     """
     store = store_from_config(config)
     image = load_for_edit(store, image_id)
@@ -67,12 +72,33 @@ def apply_edit(
         mask = region_mask(parsed, image.size, catalog=catalog, store=store)
     except RegionError as error:
         raise ToolException(str(error)) from None
+    if grow > 0 and parsed.kind != "whole":
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        mask = cv2.dilate(mask, kernel)
     edited = edit(image, mask, catalog)
     radius = default_feather(image.size) if feather_radius is None else feather_radius
-    result = edited if parsed.kind == "whole" else blend(image, edited, feather(mask, radius))
+    if parsed.kind == "whole":
+        result = edited.convert("RGB")
+        bounds = (0, 0, image.width, image.height)
+    else:
+        soft = feather(mask, radius)
+        result = blend(image, edited, soft)
+        bounds = nonzero_bounds(soft) or (0, 0, 0, 0)
     ref = store.put(result, parent=image_id, tool=tool, args={"region": parsed.to_arg(), **args})
-    changed = float(np.mean(np.any(np.asarray(result) != np.asarray(image), axis=-1)))
+    changed = _changed_pixels(image, result, bounds) / (image.width * image.height)
     content = (
         f"{tool} applied to {parsed.describe()}: new image_id {ref['id']} ({changed:.0%} of pixels changed)"
     )
     return content, ref
+
+
+def _changed_pixels(before: Image.Image, after: Image.Image, bounds: tuple[int, int, int, int]) -> int:
+    """How many pixels differ inside `bounds` (outside them the blend copies the original exactly)."""
+    left, top, right, bottom = bounds
+    if right <= left or bottom <= top:
+        return 0
+    difference = cv2.absdiff(
+        np.asarray(before)[top:bottom, left:right], np.asarray(after)[top:bottom, left:right]
+    )
+    per_pixel = cv2.reduce(difference.reshape(-1, 3), 1, cv2.REDUCE_MAX)
+    return int(cv2.countNonZero(per_pixel))

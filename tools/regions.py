@@ -246,13 +246,31 @@ def region_mask(
     return mask
 
 
+def nonzero_bounds(mask: np.ndarray, margin: int = 0) -> tuple[int, int, int, int] | None:
+    """Pixel bounds (left, top, right, bottom) of a mask's nonzero pixels grown by `margin`, or None if empty."""
+    x, y, w, h = cv2.boundingRect((mask > 0).astype(np.uint8))
+    if w == 0 or h == 0:
+        return None
+    height, width = mask.shape[:2]
+    return max(x - margin, 0), max(y - margin, 0), min(x + w + margin, width), min(y + h + margin, height)
+
+
 def feather(mask: np.ndarray, radius: float) -> np.ndarray:
     """Soften a mask's edges by `radius` pixels, staying 0 far outside and 1 deep inside."""
     if radius <= 0:
         return mask.astype(np.float32)
     sigma = max(radius / 2.0, 0.5)
-    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma)
-    return np.clip(soft, 0.0, 1.0)
+    # Only the mask's bounding box (plus the blur's reach) can change: blur just that part.
+    bounds = nonzero_bounds(mask, margin=int(np.ceil(4 * sigma)) + 1)
+    soft = np.zeros(mask.shape, dtype=np.float32)
+    if bounds is None:
+        return soft
+    left, top, right, bottom = bounds
+    crop = mask[top:bottom, left:right].astype(np.float32)
+    soft[top:bottom, left:right] = cv2.GaussianBlur(
+        crop, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE
+    )
+    return np.clip(soft, 0.0, 1.0, out=soft)
 
 
 def default_feather(size: tuple[int, int]) -> float:
@@ -261,24 +279,35 @@ def default_feather(size: tuple[int, int]) -> float:
 
 
 def blend(original: Image.Image, edited: Image.Image, mask: np.ndarray) -> Image.Image:
-    """Composite `edited` over `original` through a soft mask (1 takes the edit)."""
+    """Composite `edited` over `original` through a soft mask (1 takes the edit).
+
+    Pixels where the mask is 0 are copied from `original` bit for bit; only the mask's bounding box is computed.
+    """
     if edited.size != original.size:
         raise ValueError(f"edited image is {edited.size}, original is {original.size}")
     if edited.mode != original.mode:
         edited = edited.convert(original.mode)
-    base = np.asarray(original, dtype=np.float32)
-    top = np.asarray(edited, dtype=np.float32)
-    alpha = mask[..., None] if base.ndim == 3 else mask
-    out = base + (top - base) * alpha
-    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), original.mode)
+    base = np.array(original)
+    bounds = nonzero_bounds(mask)
+    if bounds is None:
+        return Image.fromarray(base, original.mode)
+    left, top, right, bottom = bounds
+    top_crop = np.asarray(edited)[top:bottom, left:right]
+    base_crop = base[top:bottom, left:right]
+    alpha = np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.float32)
+    # cv2.blendLinear computes (a*w + b*(1-w)) per pixel in one pass, rounding to uint8.
+    base[top:bottom, left:right] = cv2.blendLinear(
+        np.ascontiguousarray(top_crop), np.ascontiguousarray(base_crop), alpha, 1.0 - alpha
+    )
+    return Image.fromarray(base, original.mode)
 
 
 def mask_bbox(mask: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int]:
     """Pixel bounds (left, top, right, bottom) of where a mask is set."""
-    ys, xs = np.nonzero(mask > threshold)
-    if len(xs) == 0:
+    x, y, w, h = cv2.boundingRect((mask > threshold).astype(np.uint8))
+    if w == 0 or h == 0:
         raise RegionError("region is empty on this image")
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return x, y, x + w, y + h
 
 
 def catalog_name(image_id: str) -> str:
