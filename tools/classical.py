@@ -66,34 +66,41 @@ def _mix(original: np.ndarray, edited: np.ndarray, strength: float) -> np.ndarra
     return cv2.addWeighted(edited, strength, original, 1.0 - strength, 0.0)
 
 
-def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
-    """Mean of a single-channel array where the mask is set (the whole array if it is set nowhere)."""
-    inside = (mask > 0.5).astype(np.uint8)
-    return float(cv2.mean(values, mask=inside)[0]) if cv2.countNonZero(inside) else float(values.mean())
-
-
 # ---------------------------------------------------------------------------------------------- recolour
+
+
+def recolor_lut(
+    hsv_mean: tuple[float, float], target: tuple[int, int, int] | None, hue_shift: float
+) -> np.ndarray:
+    """The (256, 1, 3) look-up table on 8-bit full-range HSV (hue 0..255 for 0..360 degrees) of a recolour.
+
+    Hue becomes the target's (or rotates); saturation and brightness move so that their means reach the
+    target's while variations around the mean, the region's shading and texture, are kept.
+    """
+    levels = np.arange(256, dtype=np.float32)
+    if target is None:
+        hue = np.mod(np.round(levels + hue_shift * 256 / 360), 256).astype(np.uint8)
+        return np.stack([hue, levels.astype(np.uint8), levels.astype(np.uint8)], axis=-1).reshape(256, 1, 3)
+    pixel = np.array([[target]], dtype=np.uint8)
+    target_hsv = cv2.cvtColor(pixel, cv2.COLOR_RGB2HSV_FULL)[0, 0]
+    target_hue, target_saturation, target_value = (float(channel) for channel in target_hsv)
+    mean_saturation, mean_value = hsv_mean
+    hue = np.full(256, target_hue, dtype=np.float32)
+    saturation = levels + (target_saturation - mean_saturation)
+    contrast = max(target_value / max(mean_value, 1.0), 0.35)
+    value = target_value + (levels - mean_value) * contrast
+    return _to_uint8(np.stack([hue, saturation, value], axis=-1)).reshape(256, 1, 3)
 
 
 def _recolor_pixels(
     rgb: np.ndarray, mask: np.ndarray, target: tuple[int, int, int] | None, hue_shift: float, strength: float
 ) -> np.ndarray:
-    hsv = cv2.cvtColor(rgb.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2HSV)  # H 0..360, S, V 0..1
-    hue, saturation, value = cv2.split(hsv)
-    if target is None:
-        hue = np.mod(hue + np.float32(hue_shift), np.float32(360.0))
-    else:
-        pixel = np.array([[target]], dtype=np.float32) / 255.0
-        target_hue, target_saturation, target_value = cv2.cvtColor(pixel, cv2.COLOR_RGB2HSV)[0, 0]
-        mean_saturation = _masked_mean(saturation, mask)
-        mean_value = max(_masked_mean(value, mask), 1e-3)
-        hue = np.full_like(hue, target_hue)
-        # Keep the region's shading: variations around its mean move with it to the target's level.
-        saturation = np.clip(saturation + np.float32(target_saturation - mean_saturation), 0.0, 1.0)
-        contrast = np.float32(max(target_value / mean_value, 0.35))
-        value = np.clip(np.float32(target_value) + (value - np.float32(mean_value)) * contrast, 0.0, 1.0)
-    recoloured = cv2.cvtColor(cv2.merge([hue, saturation, value]), cv2.COLOR_HSV2RGB)
-    return _mix(rgb, _to_uint8(recoloured * 255.0), strength)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
+    inside = (mask > 0.5).astype(np.uint8)
+    mean = cv2.mean(hsv, mask=inside) if cv2.countNonZero(inside) else cv2.mean(hsv)
+    lut = recolor_lut((mean[1], mean[2]), target, hue_shift)
+    recoloured = cv2.cvtColor(cv2.LUT(hsv, lut), cv2.COLOR_HSV2RGB_FULL)
+    return _mix(rgb, recoloured, strength)
 
 
 @tool(parse_docstring=True, response_format="content_and_artifact")
@@ -152,8 +159,8 @@ def tone_lut(brightness: float, contrast: float, warmth: float) -> np.ndarray:
 
 def _saturate(rgb: np.ndarray, saturation: float) -> np.ndarray:
     """Scale colourfulness around each pixel's luma: -1 is gray, +1 doubles it."""
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
-    return _to_uint8(gray + (rgb.astype(np.float32) - gray) * np.float32(1.0 + saturation))
+    gray = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(rgb, 1.0 + saturation, gray, -saturation, 0.0)
 
 
 def _tone_pixels(
@@ -266,9 +273,11 @@ def background_pattern(
         ys = np.mod(np.arange(height, dtype=np.float32), np.float32(period)) - np.float32(period / 2)
         distance = np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2)
         field = np.clip(np.float32(period * 0.3) - distance + 0.5, 0.0, 1.0)
-    first_color = np.array(first, dtype=np.float32)
-    second_color = np.array(second, dtype=np.float32)
-    return _to_uint8(first_color + field[..., None] * (second_color - first_color))
+    # Colour by look-up: the field in 256 steps indexes a ramp from the first colour to the second.
+    steps = np.linspace(0.0, 1.0, 256, dtype=np.float32)[:, None]
+    ramp = _to_uint8(np.float32(first) + steps * (np.float32(second) - np.float32(first))).reshape(256, 1, 3)
+    index = cv2.convertScaleAbs(field, alpha=255.0)
+    return cv2.LUT(cv2.cvtColor(index, cv2.COLOR_GRAY2RGB), ramp)
 
 
 @tool(parse_docstring=True, response_format="content_and_artifact")
@@ -477,7 +486,13 @@ def blur(
 
     def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
         def operation(rgb: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
-            return cv2.GaussianBlur(rgb, (0, 0), sigmaX=radius, sigmaY=radius, borderType=cv2.BORDER_REFLECT)
+            if radius <= 3:
+                return cv2.GaussianBlur(
+                    rgb, (0, 0), sigmaX=radius, sigmaY=radius, borderType=cv2.BORDER_REFLECT
+                )
+            # Stack blur: a close approximation of a Gaussian whose cost does not grow with the radius.
+            size = 2 * int(np.ceil(2.5 * radius)) + 1
+            return cv2.stackBlur(rgb, (size, size))
 
         return _edit_in_box(image, mask, operation, margin=int(np.ceil(3 * radius)))
 

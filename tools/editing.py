@@ -19,7 +19,7 @@ from pixplan.tools.regions import (
     Region,
     RegionCatalog,
     RegionError,
-    blend,
+    blend_arrays,
     default_feather,
     feather,
     load_catalog,
@@ -65,7 +65,12 @@ def apply_edit(
             to cover an object's outline).
     """
     store = store_from_config(config)
-    image = load_for_edit(store, image_id)
+    if image_id not in store:
+        raise ToolException(f"unknown image_id {image_id!r}: pass the id of the current image")
+    pixels = store.get_array(image_id)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        pixels = np.asarray(load_for_edit(store, image_id))
+    image = Image.fromarray(pixels)
     try:
         parsed: Region = parse_region(region)
         catalog = load_catalog(store, image_id)
@@ -75,30 +80,29 @@ def apply_edit(
     if grow > 0 and parsed.kind != "whole":
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         mask = cv2.dilate(mask, kernel)
-    edited = edit(image, mask, catalog)
+    edited = np.asarray(edit(image, mask, catalog).convert("RGB"))
+    if edited.shape != pixels.shape:
+        raise ValueError(f"{tool}: the edit returned a {edited.shape} image for a {pixels.shape} one")
     radius = default_feather(image.size) if feather_radius is None else feather_radius
     if parsed.kind == "whole":
-        result = edited.convert("RGB")
+        result = edited
         bounds = (0, 0, image.width, image.height)
     else:
         soft = feather(mask, radius)
-        result = blend(image, edited, soft)
+        result = blend_arrays(pixels, edited, soft)
         bounds = nonzero_bounds(soft) or (0, 0, 0, 0)
-    ref = store.put(result, parent=image_id, tool=tool, args={"region": parsed.to_arg(), **args})
-    changed = _changed_pixels(image, result, bounds) / (image.width * image.height)
+    ref = store.put_array(result, parent=image_id, tool=tool, args={"region": parsed.to_arg(), **args})
+    changed = _changed_pixels(pixels, result, bounds) / (image.width * image.height)
     content = (
         f"{tool} applied to {parsed.describe()}: new image_id {ref['id']} ({changed:.0%} of pixels changed)"
     )
     return content, ref
 
 
-def _changed_pixels(before: Image.Image, after: Image.Image, bounds: tuple[int, int, int, int]) -> int:
+def _changed_pixels(before: np.ndarray, after: np.ndarray, bounds: tuple[int, int, int, int]) -> int:
     """How many pixels differ inside `bounds` (outside them the blend copies the original exactly)."""
     left, top, right, bottom = bounds
     if right <= left or bottom <= top:
         return 0
-    difference = cv2.absdiff(
-        np.asarray(before)[top:bottom, left:right], np.asarray(after)[top:bottom, left:right]
-    )
-    per_pixel = cv2.reduce(difference.reshape(-1, 3), 1, cv2.REDUCE_MAX)
-    return int(cv2.countNonZero(per_pixel))
+    red, green, blue = cv2.split(cv2.absdiff(before[top:bottom, left:right], after[top:bottom, left:right]))
+    return int(cv2.countNonZero(cv2.bitwise_or(cv2.bitwise_or(red, green), blue)))

@@ -12,6 +12,8 @@ import io
 import json
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NotRequired
 
@@ -99,9 +101,30 @@ def open_image(source: str | os.PathLike[str] | bytes, *, max_pixels: int = MAX_
 
 def pixel_hash(image: Image.Image) -> str:
     """Content id of an image: hash of its mode, size and pixels (not of any file encoding)."""
+    if image.mode in _ARRAY_MODES.values():
+        return _array_hash(np.asarray(image), image.mode)
     digest = hashlib.sha256()
     digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
     digest.update(image.tobytes())
+    return digest.hexdigest()[:24]
+
+
+#: Array channel counts and the Pillow modes they stand for (the modes the store handles without Pillow).
+_ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def _array_mode(pixels: np.ndarray) -> str:
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or channels not in _ARRAY_MODES:
+        raise ValueError(f"expected an H x W (x 3 or 4) uint8 array, got {pixels.dtype} {pixels.shape}")
+    return _ARRAY_MODES[channels]
+
+
+def _array_hash(pixels: np.ndarray, mode: str) -> str:
+    """`pixel_hash` of the image an array stands for, without building it (same bytes as `tobytes`)."""
+    digest = hashlib.sha256()
+    digest.update(f"{mode}:{pixels.shape[1]}x{pixels.shape[0]}:".encode())
+    digest.update(memoryview(np.ascontiguousarray(pixels)).cast("B"))
     return digest.hexdigest()[:24]
 
 
@@ -112,16 +135,21 @@ _FAST_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE
 _CV2_CHANNEL_ORDER = {"L": None, "RGB": cv2.COLOR_RGB2BGR, "RGBA": cv2.COLOR_RGBA2BGRA}
 
 
+def _encode_array(pixels: np.ndarray) -> bytes:
+    """Fast PNG bytes of an L, RGB or RGBA uint8 array."""
+    conversion = _CV2_CHANNEL_ORDER[_array_mode(pixels)]
+    ok, encoded = cv2.imencode(
+        ".png", pixels if conversion is None else cv2.cvtColor(pixels, conversion), _FAST_PNG
+    )
+    if not ok:
+        raise ImageError("OpenCV could not encode the image as PNG")
+    return encoded.tobytes()
+
+
 def encode_png(image: Image.Image, *, fast: bool = True) -> bytes:
     """PNG bytes of an image; `fast` trades file size for speed (see `_FAST_PNG`)."""
     if fast and image.mode in _CV2_CHANNEL_ORDER:
-        array = np.asarray(image)
-        conversion = _CV2_CHANNEL_ORDER[image.mode]
-        if conversion is not None:
-            array = cv2.cvtColor(array, conversion)
-        ok, encoded = cv2.imencode(".png", array, _FAST_PNG)
-        if ok:
-            return encoded.tobytes()
+        return _encode_array(np.asarray(image))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=0 if fast else 6)
     return buffer.getvalue()
@@ -145,6 +173,43 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+class _DecodedCache:
+    """The most recently used images' pixels, by file path, as read-only arrays.
+
+    A stored image never changes (its name is the hash of its pixels), so an entry can never be stale; it only
+    saves decoding the PNG again when a chain of edits reads the image the previous step wrote.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> np.ndarray | None:
+        with self._lock:
+            pixels = self._entries.get(path)
+            if pixels is not None:
+                self._entries.move_to_end(path)
+            return pixels
+
+    def put(self, path: Path, pixels: np.ndarray) -> np.ndarray:
+        """Remember a copy of `pixels` (the caller may go on changing its array) and return it, read-only."""
+        pixels = np.array(pixels, order="C")
+        pixels.flags.writeable = False
+        with self._lock:
+            self._entries[path] = pixels
+            self._entries.move_to_end(path)
+            while (
+                sum(entry.nbytes for entry in self._entries.values()) > self.max_bytes
+                and len(self._entries) > 1
+            ):
+                self._entries.popitem(last=False)
+        return pixels
+
+
+_DECODED = _DecodedCache()
 
 
 class ImageStore:
@@ -176,12 +241,36 @@ class ImageStore:
         args: dict[str, Any] | None = None,
     ) -> ImageRef:
         """Store an image (any mode is kept as is) and return its reference; storing twice is free."""
+        if image.mode in _ARRAY_MODES.values():
+            return self.put_array(np.asarray(image), parent=parent, tool=tool, args=args)
         image_id = pixel_hash(image)
         ref = ImageRef(id=image_id, width=image.width, height=image.height, parent=parent, tool=tool)
         if args is not None:
             ref["args"] = args
         if not self._png(image_id).exists():
             _atomic_write(self._png(image_id), encode_png(image))
+        if not self._meta(image_id).exists():
+            _atomic_write(self._meta(image_id), json.dumps(ref, sort_keys=True).encode())
+        return ref
+
+    def put_array(
+        self,
+        pixels: np.ndarray,
+        *,
+        parent: str | None = None,
+        tool: str | None = None,
+        args: dict[str, Any] | None = None,
+    ) -> ImageRef:
+        """Store an H x W (L), H x W x 3 (RGB) or H x W x 4 (RGBA) uint8 array; same id as the Pillow image."""
+        mode = _array_mode(pixels)
+        image_id = _array_hash(pixels, mode)
+        ref = ImageRef(id=image_id, width=pixels.shape[1], height=pixels.shape[0], parent=parent, tool=tool)
+        if args is not None:
+            ref["args"] = args
+        png = self._png(image_id)
+        if not png.exists():
+            _atomic_write(png, _encode_array(pixels))
+            _DECODED.put(png, pixels)
         if not self._meta(image_id).exists():
             _atomic_write(self._meta(image_id), json.dumps(ref, sort_keys=True).encode())
         return ref
@@ -207,9 +296,30 @@ class ImageStore:
         """Load a stored image's pixels."""
         if image_id not in self:
             raise KeyError(f"unknown image id {image_id!r}")
-        with Image.open(self._png(image_id)) as image:
-            image.load()
-            return image.copy()
+        pixels = _DECODED.get(self._png(image_id))
+        if pixels is not None:
+            return Image.fromarray(pixels)
+        image = Image.open(io.BytesIO(self._png(image_id).read_bytes()))
+        image.load()
+        if image.mode in _ARRAY_MODES.values():
+            _DECODED.put(self._png(image_id), np.asarray(image))
+        return image
+
+    def get_array(self, image_id: str) -> np.ndarray:
+        """A stored image's pixels as a read-only uint8 array: H x W for L, H x W x 3 or 4 for RGB or RGBA.
+
+        Images of other modes (palette, 16 bit) come as RGB.
+        """
+        if image_id not in self:
+            raise KeyError(f"unknown image id {image_id!r}")
+        pixels = _DECODED.get(self._png(image_id))
+        if pixels is not None:
+            return pixels
+        image = self.get(image_id)  # caches L, RGB and RGBA images
+        pixels = _DECODED.get(self._png(image_id))
+        if pixels is None:
+            pixels = np.asarray(image.convert("RGB"))
+        return pixels
 
     def path(self, image_id: str) -> Path:
         """The PNG file of a stored image (for export, thumbnails, or sending to a model)."""
