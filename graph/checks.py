@@ -64,8 +64,9 @@ class TextAbsent(BaseModel):
 class NewElement(BaseModel):
     """A compact new element (badge, icon, sticker, caption) appeared in the region.
 
-    The largest connected blob of changed pixels covers at least `min_fraction` of the region, and at most
-    `max_fraction` of the region changed in all (a global recolour is not a new element).
+    A connected blob of pixels that changed and stand out from the region's edge colour covers `min_fraction` to
+    `max_fraction` of the region and touches at most one side of it (a repainted background or a global
+    recolour runs to the edges, so it is not a new element). Give a region with some margin around the element.
     """
 
     type: Literal["new_element"] = "new_element"

@@ -25,7 +25,6 @@ Colour statistics, on the region's pixels (RGB in 0..1):
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import cv2
@@ -108,19 +107,14 @@ def mean_abs_diff(original: Image.Image, edited: Image.Image, mask: np.ndarray) 
     return float(np.abs(_array(edited) - _array(original))[inside].mean())
 
 
-@lru_cache(maxsize=1)
-def _ocr_engine():
-    from rapidocr_onnxruntime import RapidOCR
-
-    return RapidOCR()
-
-
 def read_region_text(image: Image.Image, mask: np.ndarray) -> str:
-    """OCR of the region's bounding box (rapidocr, offline).
+    """OCR of the region's bounding box (rapidocr through `pixplan.tools.perception`, offline).
 
-    A line-shaped crop (at least 2.5 times as wide as high) is read by the recognizer alone (about 40 ms);
-    anything else goes through detection first.
+    A line-shaped crop (at least 2.5 times as wide as high) is read by the recogniser alone (about 40 ms);
+    anything else goes through `read_text`, which detects the lines first (about 0.3 s).
     """
+    from pixplan.tools.perception import ocr_engine, read_text
+
     left, top, right, bottom = mask_bbox(mask)
     pad = max(2, (bottom - top) // 8)
     crop = image.convert("RGB").crop(
@@ -131,16 +125,14 @@ def read_region_text(image: Image.Image, mask: np.ndarray) -> str:
             min(image.height, bottom + pad),
         )
     )
+    if crop.width < 2.5 * crop.height:
+        return read_text(crop)
     if crop.height < 32:
         scale = 32 / crop.height
         crop = crop.resize((max(1, round(crop.width * scale)), 32), Image.Resampling.BICUBIC)
     bgr = np.ascontiguousarray(np.asarray(crop)[:, :, ::-1])
-    line_shaped = crop.width >= 2.5 * crop.height
-    result, _ = _ocr_engine()(bgr, use_det=not line_shaped, use_cls=False)
-    if not result:
-        return ""
-    texts = [entry[0] for entry in result] if line_shaped else [entry[1] for entry in result]
-    return " ".join(text.strip() for text in texts if text and text.strip())
+    result, _ = ocr_engine()(bgr, use_det=False, use_cls=False)
+    return " ".join(str(entry[0]).strip() for entry in result or [] if str(entry[0]).strip())
 
 
 def _normalise(text: str) -> str:
@@ -174,13 +166,51 @@ def _matches(text: str, words: list[str]) -> list[str]:
     return [word for word in words if _normalise(word) and _contains(flat, _normalise(word))]
 
 
-def _largest_blob_fraction(changed: np.ndarray, inside: np.ndarray) -> float:
-    blobs = (changed & inside).astype(np.uint8)
-    blobs = cv2.morphologyEx(blobs, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+def _new_element(
+    original: Image.Image, edited: Image.Image, mask: np.ndarray, check: NewElement
+) -> tuple[bool, str]:
+    """Look for a compact blob that is new and stands out from the region's surroundings.
+
+    The region's own edge colour (the median of a thin ring along its bounding box) is its backdrop; a blob is
+    a connected set of pixels that differ from that backdrop by more than 0.15 and changed against the original.
+    It counts when it covers `min_fraction`..`max_fraction` of the region and touches at most one side of the
+    region's box: an element sits inside the region, while a repainted background, stripes or a global recolour
+    run to its edges (and a new backdrop alone, being the backdrop, stands out from nothing).
+    """
+    left, top, right, bottom = mask_bbox(mask)
+    after = _array(edited)[top:bottom, left:right]
+    before = _array(original)[top:bottom, left:right]
+    inside = mask[top:bottom, left:right] > 0.5
+    ring = np.concatenate(
+        [
+            after[:2].reshape(-1, 3),
+            after[-2:].reshape(-1, 3),
+            after[:, :2].reshape(-1, 3),
+            after[:, -2:].reshape(-1, 3),
+        ]
+    )
+    backdrop = np.median(ring, axis=0)
+    stands_out = np.abs(after - backdrop).max(axis=-1) > 0.15
+    changed = np.abs(after - before).max(axis=-1) > PIXEL_CHANGE_THRESHOLD
+    blobs = cv2.morphologyEx(
+        (stands_out & changed & inside).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)
+    )
     count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
-    if count <= 1:
-        return 0.0
-    return float(stats[1:, cv2.CC_STAT_AREA].max()) / max(1.0, float(inside.sum()))
+    area = max(1.0, float(inside.sum()))
+    height, width = inside.shape
+    best = 0.0
+    for index in range(1, count):
+        x, y, w, h, pixels = (int(value) for value in stats[index])
+        touches = (x <= 1) + (y <= 1) + (x + w >= width - 1) + (y + h >= height - 1)
+        fraction = pixels / area
+        if touches <= 1 and fraction <= check.max_fraction:
+            best = max(best, fraction)
+    if best >= check.min_fraction:
+        return True, f"a new element covers {best:.0%} of the region"
+    return (
+        False,
+        f"no new compact element in the region (largest: {best:.1%}, needs {check.min_fraction:.0%})",
+    )
 
 
 def evaluate_check(
@@ -233,19 +263,8 @@ def evaluate_check(
         verb = "preserved" if passed else "altered"
         return passed, f"{where} {verb}: mean difference {diff:.3f} (allowed {check.max_mean_diff:.3f})"
     if isinstance(check, NewElement):
-        inside = mask > 0.5
-        changed = changed_pixels(original, edited)
-        total = float(changed[inside].mean())
-        blob = _largest_blob_fraction(changed, inside)
-        if total > check.max_fraction:
-            return False, f"{total:.0%} of {where} changed: a global change, not a new element"
-        passed = blob >= check.min_fraction
-        if passed:
-            return True, f"a new element covers {blob:.0%} of {where}"
-        return (
-            False,
-            f"no new element in {where}: largest changed blob covers {blob:.1%} (needs {check.min_fraction:.0%})",
-        )
+        passed, reason = _new_element(original, edited, mask, check)
+        return passed, reason.replace("the region", where)
     raise TypeError(f"unknown check type {type(check).__name__}")
 
 
