@@ -1,0 +1,201 @@
+"""`edit(image, goal, **settings)`: one call that runs the graph with SQLite checkpoints and writes the results.
+
+```python
+from pixplan.graph import edit
+
+result = edit("ad.png", "make this advertisement more eco-friendly", output="eco.png")
+result.status, result.score, result.trace["plan"]["checklist"]
+```
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+from PIL import Image
+
+from pixplan.graph.builder import build_graph
+from pixplan.graph.context import Context, default_db_path
+from pixplan.graph.schemas import Judge
+from pixplan.graph.trace import build_trace, contact_sheet, write_trace
+from pixplan.tools.store import ImageRef, ImageStore
+
+#: on_event(event): progress events as they stream (see `EditNodes`: planned, step_started, tool_chosen, ...).
+EventHandler = Callable[[dict[str, Any]], None]
+#: review(request) -> True to accept the plan, or an edited plan as a dict.
+PlanReviewer = Callable[[dict[str, Any]], Any]
+
+
+class EditError(ValueError):
+    """An edit cannot start: no image or goal, or no run to resume under that thread id."""
+
+
+@dataclass
+class EditResult:
+    """The outcome of an edit: the result image (by reference), the trace, and where things were written."""
+
+    ref: ImageRef
+    trace: dict[str, Any]
+    thread_id: str
+    store: ImageStore
+    output: Path | None = None
+    trace_path: Path | None = None
+    sheet_path: Path | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def image(self) -> Image.Image:
+        return self.store.get(self.ref["id"])
+
+    @property
+    def status(self) -> str:
+        return self.trace["status"]
+
+    @property
+    def score(self) -> float | None:
+        return self.trace["final_score"]
+
+
+def recursion_limit(context: Context) -> int:
+    """Enough super-steps for every bounded loop to run out (the routers end the run well before)."""
+    per_attempt = 2 * context.max_tool_errors + 2
+    per_round = context.max_steps * (context.max_retries_per_step + 1) * per_attempt + 4
+    return (context.max_replans + 1) * per_round + 10
+
+
+@contextmanager
+def sqlite_checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
+    """A SQLite checkpointer on a file (created with its folder), closed afterwards."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(str(path), check_same_thread=False)
+    try:
+        yield SqliteSaver(connection)
+    finally:
+        connection.close()
+
+
+def edit(
+    image: str | Path | Image.Image | None,
+    goal: str | None,
+    *,
+    output: str | Path | None = None,
+    trace: str | Path | None = None,
+    sheet: str | Path | None = None,
+    planner: str | BaseChatModel | None = None,
+    orchestrator: str | BaseChatModel | None = None,
+    judge: str | Judge | None = None,
+    tools: Sequence[BaseTool] | None = None,
+    db: str | Path | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
+    thread_id: str | None = None,
+    resume: bool = False,
+    on_event: EventHandler | None = None,
+    review: PlanReviewer | None = None,
+    **settings: Any,
+) -> EditResult:
+    """Edit `image` towards `goal`; write the result, the JSON trace and the contact sheet where asked.
+
+    Args:
+        image: a path, a Pillow image, or the id of an image in the store (None when resuming).
+        goal: the abstract goal (None when resuming).
+        output: where to save the result image.
+        trace: where to save the JSON trace.
+        sheet: where to save the contact sheet (before, each step, after).
+        planner, orchestrator: a chat model, or a spec string such as "openai:gpt-4.1" or "local:smollm2".
+        judge: a `Judge`, "metric", or a chat model spec for the LLM judge.
+        tools: the tools (default `pixplan.tools.TOOLS`).
+        db: SQLite checkpoint file (default: `checkpoints.sqlite` beside the store).
+        checkpointer: any LangGraph checkpointer instead of SQLite.
+        thread_id: the run's id (default: a new one); with `resume=True`, the run to continue.
+        on_event: called with every progress event.
+        review: called when the plan awaits approval (`approve_plan=True`); True accepts, a dict replaces it.
+        **settings: any `Context` field (max_retries_per_step, max_replans, pass_threshold, store_dir, ...).
+    """
+    known = {item.name for item in fields(Context)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"unknown settings {unknown}; known: {sorted(known)}")
+    for role, value in (("planner_model", planner), ("orchestrator_model", orchestrator), ("judge", judge)):
+        if isinstance(value, str):
+            settings[role] = value
+    if "store_dir" in settings:
+        settings["store_dir"] = str(settings["store_dir"])
+    context = Context(**settings)
+    store = ImageStore(context.store_dir)
+    thread_id = thread_id or uuid.uuid4().hex[:12]
+    if resume:
+        payload: Any = None
+    else:
+        if image is None or not goal:
+            raise EditError("an image and a goal are needed (or resume=True with the thread_id of a run)")
+        if isinstance(image, Image.Image):
+            image = store.put(image.convert("RGB"))["id"]
+        payload = {"image": str(image), "goal": goal}
+
+    graph_kwargs = {
+        "planner": planner if isinstance(planner, BaseChatModel) else None,
+        "orchestrator": orchestrator if isinstance(orchestrator, BaseChatModel) else None,
+        "judge": None if judge is None or isinstance(judge, str) else judge,
+        "tools": tools,
+    }
+    events: list[dict[str, Any]] = []
+    config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(context)}
+
+    def run(saver: BaseCheckpointSaver) -> dict[str, Any]:
+        graph = build_graph(**graph_kwargs, checkpointer=saver)
+        if resume and not graph.get_state(config).values:
+            raise EditError(f"no run with thread id {thread_id!r} in this checkpoint database")
+        next_input = payload
+        while True:
+            pending = None
+            for mode, chunk in graph.stream(
+                next_input, config, context=context, stream_mode=["custom", "updates"]
+            ):
+                if mode == "custom":
+                    events.append(chunk)
+                    if on_event is not None:
+                        on_event(chunk)
+                elif "__interrupt__" in chunk:
+                    pending = chunk["__interrupt__"][0].value
+            if pending is None:
+                return graph.get_state(config).values
+            next_input = Command(resume=review(pending) if review is not None else True)
+
+    if checkpointer is not None:
+        values = run(checkpointer)
+    else:
+        with sqlite_checkpointer(db or default_db_path(context.store_dir)) as saver:
+            values = run(saver)
+
+    settings_record = {k: v for k, v in asdict(context).items() if k != "store_dir"}
+    for role, value in (("planner_model", planner), ("orchestrator_model", orchestrator), ("judge", judge)):
+        if value is not None and not isinstance(value, str):
+            settings_record[role] = f"<injected {type(value).__name__}>"
+    result_trace = build_trace(values, thread_id=thread_id, settings=settings_record)
+    result = EditResult(
+        ref=values["current"], trace=result_trace, thread_id=thread_id, store=store, events=events
+    )
+    if output is not None:
+        result.output = Path(output)
+        result.output.parent.mkdir(parents=True, exist_ok=True)
+        result.image.save(result.output)
+    if trace is not None:
+        result.trace_path = write_trace(result_trace, trace)
+    if sheet is not None:
+        result.sheet_path = Path(sheet)
+        result.sheet_path.parent.mkdir(parents=True, exist_ok=True)
+        contact_sheet(result_trace, store).save(result.sheet_path)
+    return result

@@ -1,0 +1,584 @@
+"""The nodes of the edit graph: perceive, plan, review_plan, orchestrate, act, judge_step, judge_final.
+
+`EditNodes` holds what `build_graph` injects (models, judge, tools); whatever is not injected is resolved lazily
+from the run context (`load_chat_model(spec)`), so the graph builds without keys, weights or torch. Nodes write
+facts (a plan, a tool call, a verdict); the routers in `routing.py` decide what follows.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, ToolException
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from langgraph.prebuilt import ToolNode
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import ValidationError
+
+from pixplan.graph import prompts
+from pixplan.graph.context import Context
+from pixplan.graph.routing import next_step_index, step_attempts
+from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest, Plan, Verdict
+from pixplan.graph.state import Attempt, EditState, PlanRecord, RoleUsage
+from pixplan.graph.trace import metered
+from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog, parse_region
+from pixplan.tools.store import ImageRef, ImageStore
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plans: validation (a malformed plan is re-asked with these errors) and checklist scoring (the best one is kept)
+
+
+def validate_plan(plan: Plan, catalog: RegionCatalog | None, *, max_steps: int) -> list[str]:
+    """What makes a parsed plan unusable, in words a model can act on; empty when it is fine."""
+    errors = []
+    item_ids = [item.id for item in plan.checklist]
+    step_ids = [step.id for step in plan.steps]
+    for kind, ids in (("checklist item", item_ids), ("step", step_ids)):
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            errors.append(f"{kind} ids must be unique; repeated: {', '.join(duplicates)}")
+    if len(plan.steps) > max_steps:
+        errors.append(f"at most {max_steps} steps, got {len(plan.steps)}")
+    known_regions = {entry["id"] for entry in (catalog or {"regions": []})["regions"]}
+    for step in plan.steps:
+        if not step.instruction.strip():
+            errors.append(f"step {step.id} has an empty instruction")
+        unknown = [ref for ref in step.serves if ref not in item_ids]
+        if unknown:
+            errors.append(
+                f"step {step.id} serves unknown checklist ids {unknown}; checklist ids are {item_ids}"
+            )
+    for item in plan.checklist:
+        if item.check is None:
+            continue
+        try:
+            region = parse_region(item.check.region)
+        except RegionError as error:
+            errors.append(f"checklist item {item.id}: {error}")
+            continue
+        if region.kind == "catalog" and region.catalog_id not in known_regions:
+            errors.append(
+                f"checklist item {item.id}: unknown region {region.catalog_id!r}; "
+                f"the catalog has {sorted(known_regions)}"
+            )
+    return errors
+
+
+_COMPOUND = re.compile(r";|\bthen\b|\band also\b|\. \w", re.IGNORECASE)
+
+
+def score_plan(plan: Plan) -> tuple[float, dict[str, float]]:
+    """How well a plan meets its own checklist: 0..1, with the parts.
+
+    coverage: share of checklist items served by some step; atomic: share of steps that are one edit (no
+    ';', 'then', several sentences, at most 3 items served); non_redundant: share of steps that serve an item
+    and do not repeat an earlier step.
+    """
+    item_ids = {item.id for item in plan.checklist}
+    served = {ref for step in plan.steps for ref in step.serves if ref in item_ids}
+    coverage = len(served) / len(item_ids) if item_ids else 0.0
+    atomic = sum(
+        1 for step in plan.steps if not _COMPOUND.search(step.instruction.strip()) and len(step.serves) <= 3
+    ) / len(plan.steps)
+    seen: set[str] = set()
+    useful = 0
+    for step in plan.steps:
+        key = " ".join(step.instruction.lower().split())
+        if key not in seen and any(ref in item_ids for ref in step.serves):
+            useful += 1
+        seen.add(key)
+    non_redundant = useful / len(plan.steps)
+    parts = {
+        "coverage": round(coverage, 4),
+        "atomic": round(atomic, 4),
+        "non_redundant": round(non_redundant, 4),
+    }
+    return round(0.6 * coverage + 0.2 * atomic + 0.2 * non_redundant, 4), parts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model and judge resolution
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model(spec: str) -> BaseChatModel:
+    from pixplan.graph.models import load_chat_model
+
+    return load_chat_model(spec)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_judge(spec: str) -> Judge:
+    if spec == "metric":
+        from pixplan.graph.metric_judge import MetricJudge
+
+        return MetricJudge()
+    from pixplan.graph.llm_judge import LLMJudge
+
+    return LLMJudge(_load_model(spec))
+
+
+def _accepts_images(model: BaseChatModel) -> bool:
+    from pixplan.graph.models import supports_images
+
+    return supports_images(model)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Errors worth running a tool again for unchanged: timeouts, lost connections, out of memory."""
+    return (
+        isinstance(error, TimeoutError | ConnectionError | MemoryError)
+        or "OutOfMemory" in type(error).__name__
+    )
+
+
+def _image_block(store: ImageStore, image_id: str) -> dict[str, Any]:
+    data = base64.b64encode(store.path(image_id).read_bytes()).decode()
+    return {"type": "image", "base64": data, "mime_type": "image/png"}
+
+
+def _with_image(messages: list[BaseMessage], store: ImageStore, image_id: str) -> list[BaseMessage]:
+    """The messages with the image added to the first user message: for the call only, never for the state."""
+    out = list(messages)
+    for index, message in enumerate(out):
+        if isinstance(message, HumanMessage):
+            text = message.content if isinstance(message.content, str) else ""
+            out[index] = HumanMessage(content=[{"type": "text", "text": text}, _image_block(store, image_id)])
+            break
+    return out
+
+
+def _tool_errors(messages: Sequence[AnyMessage]) -> list[str]:
+    return [str(m.content) for m in messages if isinstance(m, ToolMessage) and m.status == "error"]
+
+
+class EditNodes:
+    """The graph's nodes, bound to the injected models, judge and tools."""
+
+    def __init__(
+        self,
+        *,
+        planner: BaseChatModel | None = None,
+        orchestrator: BaseChatModel | None = None,
+        judge: Judge | None = None,
+        tools: Sequence[BaseTool],
+    ) -> None:
+        self.planner = planner
+        self.orchestrator = orchestrator
+        self.judge = judge
+        self.tools = list(tools)
+        self.tool_node = ToolNode(self.tools, handle_tool_errors=(ToolException, RegionError))
+        self._image_id_tools = {tool.name for tool in self.tools if "image_id" in tool.args}
+
+    # -- resolution ------------------------------------------------------------------------------------------
+
+    def _model(self, role: str, context: Context) -> BaseChatModel:
+        injected = getattr(self, role)
+        if injected is not None:
+            return injected
+        return _load_model(context.planner_model if role == "planner" else context.orchestrator_model)
+
+    def _judge(self, context: Context) -> Judge:
+        return self.judge if self.judge is not None else _load_judge(context.judge)
+
+    def _images_for(self, model: BaseChatModel, context: Context) -> bool:
+        if not context.send_images:
+            return False
+        try:
+            return _accepts_images(model)
+        except ImportError:  # the models module is optional for injected models
+            return False
+
+    # -- perceive --------------------------------------------------------------------------------------------
+
+    def perceive(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Import the image into the store if needed and build its region catalog."""
+        from pixplan.tools.perception import build_catalog, describe_catalog
+
+        context = runtime.context
+        store = ImageStore(context.store_dir)
+        image = state["image"]
+        ref = store.ref(image) if image in store else store.put_file(image)
+        catalog = load_catalog(store, ref["id"])
+        if catalog is None:
+            catalog = build_catalog(store, ref["id"])
+        text = describe_catalog(catalog)
+        runtime.stream_writer(
+            {"event": "perceived", "image": ref["id"], "regions": len(catalog["regions"]), "catalog": text}
+        )
+        return {
+            "original": ref,
+            "current": ref,
+            "catalog_text": text,
+            "limits": context.limits(),
+            "status": "running",
+            "plan": None,
+            "final_verdict": None,
+            "final_failure": None,
+            "step_index": 0,
+        }
+
+    # -- plan --------------------------------------------------------------------------------------------------
+
+    def plan(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Sample candidate plans (re-asking malformed ones with their errors), score them, keep the best."""
+        context = runtime.context
+        store = ImageStore(context.store_dir)
+        catalog = load_catalog(store, state["original"]["id"])
+        version = state.get("plan_version", 0) + 1
+        model = self._model("planner", context)
+        history = ""
+        if version > 1:
+            failed = [a for a in state.get("attempts", []) if not a["accepted"]][-2:]
+            final = state.get("final_verdict")
+            problems = prompts.format_attempt_feedback(failed) if failed else ""
+            if final is not None:
+                problems += "\n- final judgement: " + "; ".join(final["reasons"][:4])
+                problems += f"\n  fix: {final.get('fix_instructions', '')}"
+            history = prompts.REPLAN_HISTORY.format(
+                done=prompts.format_done_steps(state.get("attempts", [])), failed=problems or "- (unknown)"
+            )
+        current = state["current"]
+        task = prompts.PLANNER_TASK.format(
+            goal=state["goal"],
+            width=current["width"],
+            height=current["height"],
+            catalog=state["catalog_text"],
+            history=history,
+            max_steps=context.max_steps,
+        )
+        messages: list[BaseMessage] = [SystemMessage(prompts.PLANNER_SYSTEM), HumanMessage(task)]
+        if self._images_for(model, context):
+            messages = _with_image(messages, store, current["id"])
+        structured = model.with_structured_output(Plan)
+        usage: dict[str, RoleUsage] = {}
+        candidates: list[dict[str, Any]] = []
+        best: tuple[float, Plan, dict[str, float]] | None = None
+        with metered("planner", usage, invocations=context.num_plan_candidates):
+            for _ in range(context.num_plan_candidates):
+                plan, errors = self._ask_plan(structured, messages, catalog, context)
+                if plan is None:
+                    candidates.append({"valid": False, "errors": errors})
+                    continue
+                score, parts = score_plan(plan)
+                candidates.append({"valid": True, "score": score, "parts": parts, "reasks": len(errors)})
+                if best is None or score > best[0]:
+                    best = (score, plan, parts)
+        record = PlanRecord(
+            version=version,
+            plan=best[1].model_dump() if best else None,
+            score=best[0] if best else 0.0,
+            score_parts=best[2] if best else {},
+            candidates=candidates,
+        )
+        runtime.stream_writer(
+            {
+                "event": "replanned" if version > 1 else "planned",
+                "version": version,
+                "plan": record["plan"],
+                "score": record["score"],
+                "candidates": candidates,
+            }
+        )
+        update: dict[str, Any] = {"plans": [record], "plan_version": 1, "usage": usage}
+        if best is not None:
+            update["plan"] = record["plan"]
+            update["messages"] = [RemoveMessage(id=REMOVE_ALL_MESSAGES)]
+        elif not state.get("plan"):
+            update["status"] = "no_plan"
+        return update
+
+    def _ask_plan(
+        self, structured: Any, messages: list[BaseMessage], catalog: RegionCatalog | None, context: Context
+    ) -> tuple[Plan | None, list[str]]:
+        """One candidate: ask, validate, re-ask with the errors, at most `max_plan_attempts` times."""
+        conversation = list(messages)
+        errors: list[str] = []
+        for _ in range(context.max_plan_attempts):
+            try:
+                raw = structured.invoke(conversation)
+                plan = raw if isinstance(raw, Plan) else Plan.model_validate(raw)
+                problems = validate_plan(plan, catalog, max_steps=context.max_steps)
+            except (ValidationError, ValueError, TypeError) as error:
+                problems = [_short_error(error)]
+            if not problems:
+                return plan, errors
+            message = "\n".join(f"- {problem}" for problem in problems)
+            errors.append(message)
+            conversation = [*messages, HumanMessage(prompts.PLAN_INVALID.format(error=message))]
+        return None, errors
+
+    # -- review_plan -----------------------------------------------------------------------------------------
+
+    def review_plan(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Pause for the user: resume with True (accept) or an edited plan (a dict in the Plan schema)."""
+        store = ImageStore(runtime.context.store_dir)
+        catalog = load_catalog(store, state["original"]["id"])
+        request: dict[str, Any] = {
+            "question": "Accept this plan, or send an edited one.",
+            "plan": state["plan"],
+        }
+        while True:
+            answer = interrupt(request)
+            if answer is True or answer in ("accept", "yes", "y", "") or answer is None:
+                return {}
+            try:
+                edited = Plan.model_validate(answer)
+                problems = validate_plan(edited, catalog, max_steps=runtime.context.max_steps)
+            except ValidationError as error:
+                problems = [_short_error(error)]
+            if not problems:
+                runtime.stream_writer({"event": "plan_edited", "plan": edited.model_dump()})
+                return {"plan": edited.model_dump()}
+            request = {**request, "error": "; ".join(problems)}
+
+    # -- orchestrate -----------------------------------------------------------------------------------------
+
+    def orchestrate(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Ask the tool-calling model for one tool call that executes the current step."""
+        context = runtime.context
+        plan = Plan.model_validate(state["plan"])
+        current = state["current"]
+        history = list(state.get("messages", []))
+        new: list[BaseMessage] = []
+        if not history:  # a new attempt: first try at a step, or a retry from the reverted image
+            index = next_step_index(state)
+            step = plan.steps[index]
+            earlier = step_attempts(state, index)
+            feedback = prompts.RETRY_FEEDBACK.format(attempts=prompts.format_attempt_feedback(earlier))
+            served = [item for item in plan.checklist if item.id in step.serves]
+            new.append(
+                HumanMessage(
+                    prompts.ORCHESTRATOR_TASK.format(
+                        step_id=step.id,
+                        instruction=step.instruction,
+                        serves="; ".join(f"{item.id}: {item.text}" for item in served) or "-",
+                        image_id=current["id"],
+                        width=current["width"],
+                        height=current["height"],
+                        catalog=state["catalog_text"],
+                        feedback=feedback if earlier else "",
+                    )
+                )
+            )
+            event = "retried" if earlier else "step_started"
+            runtime.stream_writer(
+                {
+                    "event": event,
+                    "step": step.id,
+                    "index": index,
+                    "of": len(plan.steps),
+                    "attempt": len(earlier) + 1,
+                    "instruction": step.instruction,
+                    "image": current["id"],  # a retry starts again from the image before the step
+                }
+            )
+        else:
+            index = state["step_index"]
+        model = self._model("orchestrator", context)
+        bound = model.bind_tools(self.tools)
+        store = ImageStore(context.store_dir)
+        usage: dict[str, RoleUsage] = {}
+        with metered("orchestrator", usage):
+            for ask in range(context.max_tool_errors):
+                conversation: list[BaseMessage] = [
+                    SystemMessage(prompts.ORCHESTRATOR_SYSTEM),
+                    *history,
+                    *new,
+                ]
+                if self._images_for(model, context):
+                    conversation = _with_image(conversation, store, current["id"])
+                response = bound.invoke(conversation)
+                if isinstance(response, AIMessage) and response.tool_calls:
+                    new.append(self._one_call(response, current["id"]))
+                    break
+                new.append(response)
+                if ask + 1 < context.max_tool_errors:
+                    new.append(HumanMessage(prompts.NO_TOOL_CALL))
+        last = new[-1]
+        if isinstance(last, AIMessage) and last.tool_calls:
+            call = last.tool_calls[0]
+            runtime.stream_writer(
+                {
+                    "event": "tool_chosen",
+                    "step": plan.steps[index].id,
+                    "tool": call["name"],
+                    "region": call["args"].get("region"),
+                    "args": {k: v for k, v in call["args"].items() if k != "image_id"},
+                }
+            )
+        return {"messages": new, "step_index": index, "usage": usage}
+
+    def _one_call(self, response: AIMessage, image_id: str) -> AIMessage:
+        """Keep the first tool call (a step is one edit) and point it at the current image."""
+        call = dict(response.tool_calls[0])
+        if call["name"] in self._image_id_tools:
+            call["args"] = {**call["args"], "image_id": image_id}
+        return AIMessage(
+            content=response.content,
+            tool_calls=[call],
+            id=response.id,
+            usage_metadata=response.usage_metadata,
+            response_metadata=response.response_metadata,
+        )
+
+    # -- act -----------------------------------------------------------------------------------------------------
+
+    def act(self, state: EditState, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Run the tool call with LangGraph's ToolNode; tools find the run's store in `configurable`."""
+        configurable = {**config.get("configurable", {}), "store_dir": str(runtime.context.store_dir)}
+        result = self.tool_node.invoke(
+            {"messages": state["messages"]}, {**config, "configurable": configurable}
+        )
+        message = result["messages"][-1]
+        if message.status == "error":
+            runtime.stream_writer(
+                {"event": "tool_error", "tool": message.name, "error": str(message.content)}
+            )
+        return result
+
+    # -- judge_step ----------------------------------------------------------------------------------------------
+
+    def judge_step(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Judge what the step's tool call made; accept it as the current image if it passes."""
+        context = runtime.context
+        started = time.perf_counter()
+        plan = Plan.model_validate(state["plan"])
+        index = state["step_index"]
+        step = plan.steps[index]
+        messages = state["messages"]
+        calls = [m for m in messages if isinstance(m, AIMessage) and m.tool_calls]
+        call = calls[-1].tool_calls[0] if calls else None
+        last = messages[-1] if messages else None
+        image: ImageRef | None = None
+        if isinstance(last, ToolMessage) and last.status != "error" and isinstance(last.artifact, dict):
+            image = last.artifact  # type: ignore[assignment]
+        verdict: Verdict | None = None
+        failure: dict[str, Any] | None = None
+        usage: dict[str, RoleUsage] = {}
+        if image is None:
+            reason = "the tool calls failed" if call else "the orchestrator made no tool call"
+            failure = {"kind": "no_image", "message": reason}
+        else:
+            request = JudgeRequest(
+                scope="step",
+                goal=state["goal"],
+                original=state["original"],
+                before=state["current"],
+                after=image,
+                store=ImageStore(context.store_dir),
+                instruction=step.instruction,
+                region=(call or {"args": {}})["args"].get("region"),
+                checklist=[item for item in plan.checklist if item.id in step.serves],
+            )
+            with metered("judge", usage):
+                result = self._judge(context).judge(request)
+            if isinstance(result, JudgeFailure):
+                failure = result.model_dump()
+            else:
+                verdict = result
+        passed = verdict is not None and verdict.score >= state["limits"]["pass_threshold"]
+        # A judge that fails gives no score: the edit is kept unjudged (the trace says so) rather than retried.
+        accepted = passed or (image is not None and verdict is None)
+        attempt = Attempt(
+            plan_version=state["plan_version"],
+            step_id=step.id,
+            step_index=index,
+            attempt=len(step_attempts(state, index)) + 1,
+            instruction=step.instruction,
+            before=state["current"]["id"],
+            tool=call["name"] if call else None,
+            args={k: v for k, v in call["args"].items() if k != "image_id"} if call else {},
+            image=image,
+            tool_errors=_tool_errors(messages),
+            verdict=verdict.model_dump() if verdict else None,
+            score=round(verdict.score, 4) if verdict else None,
+            failure=failure,
+            passed=passed,
+            accepted=accepted,
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        runtime.stream_writer(
+            {
+                "event": "judged",
+                "step": step.id,
+                "attempt": attempt["attempt"],
+                "tool": attempt["tool"],
+                "region": attempt["args"].get("region"),
+                "score": attempt["score"],
+                "passed": passed,
+                "accepted": accepted,
+                "failure": failure,
+                "reasons": verdict.reasons[:3] if verdict else [],
+            }
+        )
+        update: dict[str, Any] = {
+            "attempts": [attempt],
+            "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
+            "usage": usage,
+        }
+        if accepted:
+            update["current"] = image
+        return update
+
+    # -- judge_final ---------------------------------------------------------------------------------------------
+
+    def judge_final(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Judge the whole edit, original against current, on the full checklist."""
+        context = runtime.context
+        plan = Plan.model_validate(state["plan"])
+        request = JudgeRequest(
+            scope="final",
+            goal=state["goal"],
+            original=state["original"],
+            before=state["original"],
+            after=state["current"],
+            store=ImageStore(context.store_dir),
+            checklist=plan.checklist,
+        )
+        usage: dict[str, RoleUsage] = {}
+        with metered("judge", usage):
+            result = self._judge(context).judge(request)
+        verdict = None if isinstance(result, JudgeFailure) else result
+        passed = verdict is not None and verdict.score >= state["limits"]["final_threshold"]
+        runtime.stream_writer(
+            {
+                "event": "final",
+                "score": None if verdict is None else round(verdict.score, 4),
+                "passed": passed,
+                "failure": result.model_dump() if verdict is None else None,
+                "image": state["current"]["id"],
+            }
+        )
+        return {
+            "final_verdict": verdict.model_dump() if verdict else None,
+            "final_failure": result.model_dump() if verdict is None else None,
+            "status": "passed" if passed else "finished",
+            "usage": usage,
+        }
+
+
+def _short_error(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'plan'}: {item['msg']}"
+            for item in error.errors()[:8]
+        )
+    return str(error).strip().splitlines()[0][:400] if str(error).strip() else type(error).__name__
