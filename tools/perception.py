@@ -74,11 +74,8 @@ def ocr_lines(image: Image.Image | np.ndarray) -> list[dict[str, Any]]:
         text = str(text).strip()
         xs = [float(point[0]) for point in points]
         ys = [float(point[1]) for point in points]
-        # Single glyphs read with low confidence, and "lines" taller than a third of the image, are round or
-        # striped shapes (a cup rim read as "O"), not text.
+        # Single glyphs read with low confidence are round or striped shapes (a cup rim read as "O"), not text.
         if not text or float(score) < OCR_MIN_SCORE or (len(text) < 2 and float(score) < 0.8):
-            continue
-        if max(ys) - min(ys) > array.shape[0] / 3:
             continue
         fragments.append({"box": (min(xs), min(ys), max(xs), max(ys)), "text": text, "score": float(score)})
     return _merge_fragments(fragments)
@@ -115,24 +112,41 @@ def _merge_fragments(fragments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(lines, key=lambda line: (round((line["box"][1] + line["box"][3]) / 2 / 8), line["box"][0]))
 
 
+def ocr_lines_in(image: Image.Image | np.ndarray, bounds: tuple[int, int, int, int]) -> list[dict[str, Any]]:
+    """`ocr_lines` of the pixel box `bounds` (left, top, right, bottom), with boxes in image coordinates.
+
+    The crop gets a margin of its own edge colours (not the neighbouring pixels, which may hold other text),
+    since the text detector misses text that touches the image's edge.
+    """
+    left, top, right, bottom = bounds
+    crop = _as_rgb_array(image)[top:bottom, left:right]
+    pad = max(8, int(0.5 * min(crop.shape[:2])))
+    lines = ocr_lines(cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
+    for line in lines:
+        x0, y0, x1, y1 = line["box"]
+        line["box"] = (
+            float(np.clip(x0 - pad, 0, right - left)) + left,
+            float(np.clip(y0 - pad, 0, bottom - top)) + top,
+            float(np.clip(x1 - pad, 0, right - left)) + left,
+            float(np.clip(y1 - pad, 0, bottom - top)) + top,
+        )
+    return lines
+
+
 def read_text(image: Image.Image | np.ndarray, box: list[float] | tuple[float, ...] | None = None) -> str:
     """The text OCR reads in an image or in a normalized box [x0, y0, x1, y1] of it, lines joined by spaces.
 
-    The crop gets a margin of its own edge colours (not of the neighbouring pixels, which may hold other text),
-    since the text detector misses text that touches the image edge. Where the detector finds nothing, the crop
-    is read as one line by the recogniser alone.
+    Where the text detector finds nothing, the crop is read as one line by the recogniser alone.
     """
     array = _as_rgb_array(image)
-    if box is not None:
-        height, width = array.shape[:2]
-        left, top, right, bottom = box_to_pixels(box, (width, height))
-        array = array[top:bottom, left:right]
-    pad = max(8, int(0.5 * min(array.shape[:2])))
-    padded = cv2.copyMakeBorder(array, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    lines = ocr_lines(padded)
+    height, width = array.shape[:2]
+    bounds = box_to_pixels(box, (width, height)) if box is not None else (0, 0, width, height)
+    lines = ocr_lines_in(array, bounds)
     if lines:
         return " ".join(line["text"] for line in lines)
-    result, _ = ocr_engine()(np.ascontiguousarray(array[..., ::-1]), use_det=False, use_cls=False)
+    left, top, right, bottom = bounds
+    crop = np.ascontiguousarray(array[top:bottom, left:right, ::-1])
+    result, _ = ocr_engine()(crop, use_det=False, use_cls=False)
     texts = [str(text).strip() for text, score in result or [] if float(score) >= OCR_MIN_SCORE]
     return " ".join(text for text in texts if text)
 
