@@ -1,0 +1,272 @@
+"""`pixplan tools` and `pixplan catalog`: list the tools, run one on an image, demo them all, show regions.
+
+pixplan tools                                  # every tool, its description and arguments
+pixplan tools run recolor photo.jpg --region r3 --args '{"color": "forestgreen"}' -o green.png
+pixplan tools demo -o out/                     # every tool on the bundled example ad, plus a contact sheet
+pixplan catalog photo.jpg                      # the named regions perception finds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+#: The example ad bundled with pixplan (a scikit-image photo with a band, a headline and a caption).
+EXAMPLE = Path(__file__).parent / "assets" / "example_ad.jpg"
+
+#: What the demo asks of each tool. A region written '@kind' means the first catalog region of that kind.
+DEMO_CALLS: dict[str, dict[str, Any]] = {
+    "recolor": {"region": "@object", "hue_shift": 150},
+    "adjust_tone": {"region": "whole", "brightness": 0.15, "saturation": 0.35, "warmth": 0.25},
+    "replace_background": {
+        "region": "background",
+        "fill": "radial_gradient",
+        "color": "#f1f8e9",
+        "second_color": "#558b2f",
+    },
+    "remove_object": {"region": "@text#2"},
+    "stylize": {"region": "whole", "style": "vintage"},
+    "blur": {"region": "background", "radius": 6},
+    "sharpen": {"region": "@object", "amount": 1.5},
+    "replace_text": {"region": "@text", "text": "EVENING BLEND"},
+    "add_text": {"region": [0.05, 0.0, 0.95, 0.1], "text": "Fresh from the farm"},
+    "add_badge": {"region": [0.72, 0.04, 0.98, 0.3], "text": "NEW", "color": "crimson"},
+    "add_icon": {"region": [0.03, 0.04, 0.2, 0.21], "icon": "leaf"},
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    tools = subparsers.add_parser(
+        "tools",
+        help="list the editing tools, run one on an image, or demo them all",
+        description="Without a subcommand: list every tool with its description and arguments.",
+    )
+    tools.set_defaults(func=list_tools)
+    actions = tools.add_subparsers(dest="action", metavar="ACTION")
+
+    run = actions.add_parser("run", help="run one tool on an image file and write the result")
+    run.add_argument("tool", help="tool name (see `pixplan tools`)")
+    run.add_argument("image", help="image file (PNG, JPEG, WebP, BMP, TIFF, GIF)")
+    run.add_argument(
+        "--region", default="whole", help="catalog id (r2), whole, background, or a box as JSON [x0,y0,x1,y1]"
+    )
+    run.add_argument(
+        "--args", default="{}", help='the tool\'s other arguments as JSON, e.g. \'{"color": "gold"}\''
+    )
+    run.add_argument("-o", "--output", required=True, help="where to write the result (PNG)")
+    run.add_argument("--store", help="image store folder (default $PIXPLAN_STORE or ~/.cache/pixplan/store)")
+    run.set_defaults(func=run_tool)
+
+    demo = actions.add_parser(
+        "demo", help="run every tool on the bundled example ad; write images and a sheet"
+    )
+    demo.add_argument("-o", "--output", default="pixplan-demo", help="output folder (default pixplan-demo/)")
+    demo.add_argument("--image", help="use this image instead of the bundled example ad")
+    demo.add_argument("--store", help="image store folder (default: a folder inside the output folder)")
+    demo.set_defaults(func=run_demo)
+
+    catalog = subparsers.add_parser("catalog", help="print the named regions perception finds in an image")
+    catalog.add_argument("image", help="image file")
+    catalog.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    catalog.add_argument(
+        "--store", help="image store folder (default $PIXPLAN_STORE or ~/.cache/pixplan/store)"
+    )
+    catalog.set_defaults(func=show_catalog)
+
+
+# --------------------------------------------------------------------------------------------------- list
+
+
+def describe_tool(tool: Any) -> str:
+    """A tool's name, the first line of its description and its arguments with types and defaults."""
+    schema = tool.tool_call_schema.model_json_schema()
+    required = set(schema.get("required", []))
+    summary = (getattr(tool, "func", None).__doc__ or tool.description).strip().splitlines()[0]
+    lines = [f"{tool.name}: {summary}"]
+    for name, spec in schema["properties"].items():
+        kind = _type_name(spec)
+        bounds = "".join(
+            f" {symbol}{spec[key]}"
+            for key, symbol in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+            if key in spec
+        )
+        default = "required" if name in required else f"default {json.dumps(spec.get('default'))}"
+        lines.append(f"    {name} ({kind}{bounds}; {default})")
+    return "\n".join(lines)
+
+
+def _type_name(spec: dict[str, Any]) -> str:
+    if "enum" in spec:
+        return " | ".join(json.dumps(value) for value in spec["enum"])
+    if "anyOf" in spec:
+        return " | ".join(_type_name(option) for option in spec["anyOf"])
+    if spec.get("type") == "array":
+        return f"list[{_type_name(spec.get('items', {}))}]"
+    return str(spec.get("type", "any"))
+
+
+def list_tools(args: argparse.Namespace) -> int:
+    from pixplan.tools import TOOLS
+
+    print(f"{len(TOOLS)} tools (every one takes image_id and a region):\n")
+    for tool in TOOLS:
+        print(describe_tool(tool) + "\n")
+    print("Run one: pixplan tools run TOOL IMAGE --region R --args JSON -o OUT.png")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- run
+
+
+def _store(folder: str | None):
+    from pixplan.tools.store import ImageStore, store_from_config
+
+    return ImageStore(folder) if folder else store_from_config(None)
+
+
+def _catalog(store: Any, image_id: str):
+    """The image's region catalog, built by perception the first time."""
+    from pixplan.tools.perception import build_catalog
+    from pixplan.tools.regions import load_catalog
+
+    return load_catalog(store, image_id) or build_catalog(store, image_id)
+
+
+def invoke_tool(tool: Any, store: Any, image_id: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Call a tool as an agent would (a tool call, the store in the config); return (summary, ImageRef)."""
+    call = {"type": "tool_call", "id": "cli", "name": tool.name, "args": {"image_id": image_id, **args}}
+    message = tool.invoke(call, config={"configurable": {"store_dir": str(store.root)}})
+    return str(message.content), message.artifact
+
+
+def _parse_region(text: str) -> Any:
+    return json.loads(text) if text.strip().startswith("[") else text
+
+
+def run_tool(args: argparse.Namespace) -> int:
+    from langchain_core.tools import ToolException
+    from pydantic import ValidationError
+
+    from pixplan.tools import TOOLS
+    from pixplan.tools.store import ImageError, save_png
+
+    tools = {tool.name: tool for tool in TOOLS}
+    if args.tool not in tools:
+        print(f"error: unknown tool {args.tool!r}; tools: {', '.join(tools)}", file=sys.stderr)
+        return 2
+    try:
+        tool_args = json.loads(args.args)
+        region = _parse_region(args.region)
+    except json.JSONDecodeError as error:
+        print(f"error: --args and --region must be valid JSON ({error})", file=sys.stderr)
+        return 2
+    if not isinstance(tool_args, dict):
+        print('error: --args must be a JSON object, e.g. \'{"color": "gold"}\'', file=sys.stderr)
+        return 2
+    store = _store(args.store)
+    try:
+        image_id = store.put_file(args.image)["id"]
+    except ImageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    _catalog(store, image_id)
+    try:
+        summary, ref = invoke_tool(tools[args.tool], store, image_id, {"region": region, **tool_args})
+    except (ToolException, ValidationError) as error:
+        print(f"error: {args.tool}: {error}", file=sys.stderr)
+        return 2
+    save_png(store.get(ref["id"]), args.output)
+    print(summary)
+    print(f"wrote {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- catalog
+
+
+def show_catalog(args: argparse.Namespace) -> int:
+    from pixplan.tools.perception import describe_catalog
+    from pixplan.tools.store import ImageError
+
+    store = _store(args.store)
+    try:
+        image_id = store.put_file(args.image)["id"]
+    except ImageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    catalog = _catalog(store, image_id)
+    print(json.dumps(catalog, indent=1) if args.json else describe_catalog(catalog))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- demo
+
+
+def resolve_demo_region(region: Any, catalog: dict[str, Any]) -> Any:
+    """'@kind' (or '@kind#n') is the first (n-th) catalog region of that kind; anything else stays."""
+    if not (isinstance(region, str) and region.startswith("@")):
+        return region
+    kind, _, number = region[1:].partition("#")
+    matches = [entry["id"] for entry in catalog["regions"] if entry["kind"] == kind]
+    index = int(number or 1) - 1
+    if index >= len(matches):
+        return "whole" if kind != "text" else [0.3, 0.88, 0.7, 0.98]
+    return matches[index]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from pixplan.tools import TOOLS
+    from pixplan.tools.perception import describe_catalog
+    from pixplan.tools.store import ImageStore, save_png
+
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    store = ImageStore(args.store or output / "store")
+    image_id = store.put_file(args.image or EXAMPLE)["id"]
+    catalog = _catalog(store, image_id)
+    print(describe_catalog(catalog) + "\n")
+    original = store.get(image_id)
+    save_png(original, output / "00_original.png")
+    tiles = [("original", original)]
+    for number, tool in enumerate(TOOLS, start=1):
+        call = dict(DEMO_CALLS.get(tool.name, {"region": "whole"}))
+        call["region"] = resolve_demo_region(call["region"], catalog)
+        summary, ref = invoke_tool(tool, store, image_id, call)
+        result = store.get(ref["id"])
+        path = output / f"{number:02d}_{tool.name}.png"
+        save_png(result, path)
+        shown = {key: value for key, value in call.items() if key != "region"}
+        print(f"{tool.name}({json.dumps(shown)}) on {call['region']}: {summary.split(': ', 1)[-1]} -> {path}")
+        tiles.append((f"{tool.name} on {_short(call['region'])}", result))
+    sheet = contact_sheet(tiles)
+    save_png(sheet, output / "contact_sheet.png")
+    print(f"\nwrote {len(tiles)} images and {output / 'contact_sheet.png'}")
+    return 0
+
+
+def _short(region: Any) -> str:
+    return (
+        "[" + ", ".join(f"{value:.2f}" for value in region) + "]" if isinstance(region, list) else str(region)
+    )
+
+
+def contact_sheet(tiles: list[tuple[str, Any]], tile: int = 256, columns: int = 4):
+    """A grid of labelled thumbnails."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    label_height = 22
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * tile, rows * (tile + label_height)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(14)
+    for index, (label, image) in enumerate(tiles):
+        thumbnail = image.convert("RGB")
+        thumbnail.thumbnail((tile, tile))
+        left = (index % columns) * tile
+        top = (index // columns) * (tile + label_height)
+        sheet.paste(thumbnail, (left + (tile - thumbnail.width) // 2, top + label_height))
+        draw.text((left + 4, top + 3), label, fill=(20, 20, 20), font=font)
+    return sheet
