@@ -50,8 +50,8 @@ CALLS: dict[str, dict[str, Any]] = {
     "blur": {"radius": 8.0},
     "sharpen": {"amount": 1.0},
     "replace_text": {"text": "GO GREEN"},
-    "add_text": {"text": "Summer sale", "position": "top"},
-    "add_badge": {"text": "-20%"},
+    "add_text": {"text": "Summer sale"},
+    "add_badge": {"text": "-20%", "shape": "starburst"},
     "add_icon": {"icon": "leaf"},
 }
 #: Regions timed per tool ('whole' makes no sense for object removal).

@@ -33,7 +33,7 @@ DEMO_CALLS: dict[str, dict[str, Any]] = {
     "sharpen": {"region": "@object", "amount": 1.5},
     "replace_text": {"region": "@text", "text": "EVENING BLEND"},
     "add_text": {"region": [0.05, 0.0, 0.95, 0.1], "text": "Fresh from the farm"},
-    "add_badge": {"region": [0.72, 0.04, 0.98, 0.3], "text": "NEW", "color": "crimson"},
+    "add_badge": {"region": [0.72, 0.04, 0.98, 0.3], "text": "NEW", "shape": "starburst", "color": "crimson"},
     "add_icon": {"region": [0.03, 0.04, 0.2, 0.21], "icon": "leaf"},
 }
 
