@@ -1,0 +1,186 @@
+"""`pixplan eval` and `pixplan tasks`: run the benchmark, compare runs, generate tasks.
+
+pixplan eval --split test --system rule_based --out runs/rb      # then open runs/rb/report.html
+pixplan eval compare runs/rb runs/oracle                         # per family and per task differences
+pixplan eval table runs/*                                        # one Markdown row per run
+pixplan tasks generate --out my-benchmark                        # tasks.jsonl + images/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+SYSTEM_NAMES = ("oracle", "rule_based", "single_step", "random", "llm")
+
+
+def _system(args: argparse.Namespace):
+    """The small name-to-callable table of the CLI edge."""
+    from pixplan.training import systems
+
+    if args.system == "llm":
+        settings = {
+            key: value
+            for key, value in (
+                ("planner", args.planner),
+                ("orchestrator", args.orchestrator),
+                ("judge", args.graph_judge),
+            )
+            if value is not None
+        }
+        return partial(systems.llm, **settings), settings
+    table = {
+        "oracle": systems.oracle,
+        "rule_based": systems.rule_based,
+        "single_step": partial(systems.single_step, instruction_tool=args.instruction_tool),
+        "random": partial(systems.random_system, seed=args.seed),
+    }
+    settings = {"instruction_tool": args.instruction_tool} if args.system == "single_step" else {}
+    if args.system == "random":
+        settings["seed"] = args.seed
+    return table[args.system], settings
+
+
+def _tasks(args: argparse.Namespace):
+    from pixplan.training.benchmarks_external import is_external, load_external
+    from pixplan.training.tasks import bundled_tasks, load_tasks
+
+    if args.tasks is None:
+        tasks = bundled_tasks(args.split)
+    elif is_external(Path(args.tasks)):
+        tasks = load_external(Path(args.tasks))
+    else:
+        tasks = load_tasks(args.tasks, args.split)
+    if args.family:
+        tasks = [task for task in tasks if task.family in args.family]
+    return tasks[: args.limit] if args.limit else tasks
+
+
+def _judge(spec: str | None):
+    if spec in (None, "metric"):
+        return None
+    from pixplan.graph.llm_judge import LLMJudge
+    from pixplan.graph.models import load_chat_model
+
+    return LLMJudge(load_chat_model(spec))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from pixplan.training.evaluate import evaluate, markdown_table
+
+    tasks = _tasks(args)
+    if not tasks:
+        raise SystemExit("no tasks to evaluate (check --tasks, --split and --family)")
+    system, settings = _system(args)
+    out = Path(args.out or f"runs/{args.system}-{args.split}")
+    summary = evaluate(
+        tasks,
+        system,
+        out,
+        system_name=args.system,
+        judge=_judge(args.judge),
+        workers=args.workers,
+        progress=not args.quiet,
+        settings={**settings, "split": args.split, "tasks": args.tasks or "bundled"},
+    )
+    print(markdown_table([summary]), end="")
+    this_run = summary["this_run"]
+    print(
+        f"\n{this_run['evaluated']} tasks evaluated, {this_run['cached']} cached, "
+        f"{this_run['wall_seconds']:.1f} s. Report: {out / 'report.html'}"
+    )
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from pixplan.training.evaluate import compare_runs
+
+    print(compare_runs(args.run_a, args.run_b), end="")
+    return 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    from pixplan.training.evaluate import markdown_table
+
+    summaries = [json.loads((Path(run) / "summary.json").read_text()) for run in args.runs]
+    print(markdown_table(summaries), end="")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from pixplan.training.report import rewrite_report
+
+    print(rewrite_report(args.run))
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from pixplan.training.tasks import file_digest, generate_tasks
+
+    size = tuple(int(v) for v in args.size.split("x")) if args.size else None
+    tasks = generate_tasks(args.out, seed=args.seed, per_family=args.per_family, size=size)
+    splits = Counter(task.split for task in tasks)
+    print(
+        f"{len(tasks)} tasks in {Path(args.out) / 'tasks.jsonl'} ({dict(splits)}); digest {file_digest(Path(args.out))[:16]}"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a system on the benchmark (or compare runs)",
+        description="Evaluate a system on benchmark tasks; writes images, traces, summary.json and report.html.",
+    )
+    parser.add_argument(
+        "--tasks",
+        help="tasks.jsonl (or its folder), or an external benchmark folder; default: the bundled benchmark",
+    )
+    parser.add_argument(
+        "--split", default="test", choices=["train", "val", "test", "all"], help="default: test"
+    )
+    parser.add_argument("--system", default="rule_based", choices=SYSTEM_NAMES, help="default: rule_based")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N tasks")
+    parser.add_argument("--family", action="append", help="only tasks of this goal family (repeatable)")
+    parser.add_argument(
+        "--out", help="run folder (default: runs/<system>-<split>); finished tasks in it are skipped"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="tasks in parallel (threads; for remote model backends)"
+    )
+    parser.add_argument(
+        "--judge", default="metric", help="'metric' (default) or a chat model spec for the LLM judge"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random system")
+    parser.add_argument(
+        "--instruction-tool", help="single_step: a tool with a `prompt` argument to give the goal to"
+    )
+    parser.add_argument("--planner", help="llm: planner model spec")
+    parser.add_argument("--orchestrator", help="llm: orchestrator model spec")
+    parser.add_argument("--graph-judge", help="llm: the graph's own judge ('metric' or a model spec)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_eval)
+    commands = parser.add_subparsers(dest="eval_command", metavar="{compare,table,report}")
+    compare = commands.add_parser("compare", help="differences between two runs, per family and per task")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    compare.set_defaults(func=run_compare)
+    table = commands.add_parser("table", help="one Markdown row per run")
+    table.add_argument("runs", nargs="+")
+    table.set_defaults(func=run_table)
+    report = commands.add_parser("report", help="rebuild a run's report.html")
+    report.add_argument("run")
+    report.set_defaults(func=run_report)
+
+    tasks = subparsers.add_parser("tasks", help="generate benchmark tasks", description="Benchmark tasks.")
+    task_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="{generate}")
+    generate = task_commands.add_parser("generate", help="write tasks.jsonl and images/ into a folder")
+    generate.add_argument("--out", required=True)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--per-family", type=int, default=25, help="tasks per goal family (12 families)")
+    generate.add_argument("--size", help="fixed image size WxH (default: varied)")
+    generate.set_defaults(func=run_generate)
