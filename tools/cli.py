@@ -84,7 +84,8 @@ def describe_tool(tool: Any) -> str:
     """A tool's name, the first line of its description and its arguments with types and defaults."""
     schema = tool.tool_call_schema.model_json_schema()
     required = set(schema.get("required", []))
-    summary = (getattr(tool, "func", None).__doc__ or tool.description).strip().splitlines()[0]
+    function = getattr(tool, "func", None)
+    summary = ((function.__doc__ if function else None) or tool.description).strip().splitlines()[0]
     lines = [f"{tool.name}: {summary}"]
     for name, spec in schema["properties"].items():
         kind = _type_name(spec)
@@ -151,6 +152,7 @@ def run_tool(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from pixplan.tools import TOOLS
+    from pixplan.tools.regions import RegionError, parse_region
     from pixplan.tools.store import ImageError, save_png
 
     tools = {tool.name: tool for tool in TOOLS}
@@ -172,10 +174,11 @@ def run_tool(args: argparse.Namespace) -> int:
     except ImageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    _catalog(store, image_id)
     try:
+        if parse_region(region).kind in ("catalog", "background"):
+            _catalog(store, image_id)
         summary, ref = invoke_tool(tools[args.tool], store, image_id, {"region": region, **tool_args})
-    except (ToolException, ValidationError) as error:
+    except (ToolException, ValidationError, RegionError) as error:
         print(f"error: {args.tool}: {error}", file=sys.stderr)
         return 2
     save_png(store.get(ref["id"]), args.output)
