@@ -658,6 +658,19 @@ def _passes_any_background_check(colours: list[str], family: dict[str, Any]) -> 
     )
 
 
+def assign_splits(family: str, per_family: int, seed: int = DEFAULT_SEED) -> list[str]:
+    """The split of each task index of a family: a seeded shuffle, then `SPLIT_SIZES` test and val, rest train."""
+    order = list(range(per_family))
+    random.Random(f"{seed}:{family}").shuffle(order)
+    splits = ["train"] * per_family
+    for position, index in enumerate(order):
+        if position < SPLIT_SIZES["test"]:
+            splits[index] = "test"
+        elif position < SPLIT_SIZES["test"] + SPLIT_SIZES["val"]:
+            splits[index] = "val"
+    return splits
+
+
 def generate_tasks(
     out: str | os.PathLike[str],
     *,
@@ -670,18 +683,7 @@ def generate_tasks(
     (out / "images").mkdir(parents=True, exist_ok=True)
     tasks: list[Task] = []
     for family_index, (name, family) in enumerate(FAMILIES.items()):
-        rng = random.Random(f"{seed}:{name}")
-        order = list(range(per_family))
-        rng.shuffle(order)
-        splits = {}
-        for position, index in enumerate(order):
-            splits[index] = (
-                "test"
-                if position < SPLIT_SIZES["test"]
-                else "val"
-                if position < SPLIT_SIZES["test"] + SPLIT_SIZES["val"]
-                else "train"
-            )
+        splits = assign_splits(name, per_family, seed)
         for index in range(per_family):
             task_rng = random.Random(f"{seed}:{name}:{index}")
             product = list(PRODUCTS)[(index + family_index) % len(PRODUCTS)]

@@ -1,0 +1,122 @@
+"""The benchmark generator and the metric judge's calibration on it.
+
+Calibration, on a sample of tasks across goal families, with the real tools: the oracle (the task's ground truth)
+passes every item; the untouched ad fails every change item and passes every keep item; a destructive edit
+fails every keep item.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pixplan.graph.metric_judge import evaluate_checklist
+from pixplan.tools.store import ImageStore
+from pixplan.training.systems import oracle, run_calls
+from pixplan.training.tasks import (
+    DEFAULT_PER_FAMILY,
+    FAMILIES,
+    assign_splits,
+    file_digest,
+    generate_tasks,
+    load_tasks,
+    prepare,
+    write_example,
+)
+
+#: Digest of `generate_tasks(per_family=1)`: any change to the generator's output changes it. When a change is
+#: intended, bump BENCHMARK_VERSION in tasks.py and update this value.
+DIGEST_ONE_PER_FAMILY = "33e1da0fada4dacfc487618ba408007bdb76212f3ea0c1da59c1f1156fd86add"
+
+CALIBRATION_FAMILIES = ["eco", "winter", "minimalist", "sale"]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    return out, generate_tasks(out, per_family=1)
+
+
+def test_twelve_families_with_typed_checklists(generated):
+    _out, tasks = generated
+    assert len(FAMILIES) >= 10
+    assert {task.family for task in tasks} == set(FAMILIES)
+    for task in tasks:
+        assert task.checklist and all(item.check is not None for item in task.checklist)
+        assert task.keep and set(task.keep) < {item.id for item in task.checklist}
+        assert task.ground_truth and task.catalog is not None
+        assert task.image.exists() and task.background_mask.exists()
+    assert len({task.goal for task in tasks}) == len(tasks) or len({task.goal for task in tasks}) >= 10
+
+
+def test_round_trip_and_splits(generated):
+    out, tasks = generated
+    loaded = load_tasks(out)
+    assert [task.to_json(out) for task in loaded] == [task.to_json(out) for task in tasks]
+    assert load_tasks(out / "tasks.jsonl", "test") == [task for task in loaded if task.split == "test"]
+    line = json.loads((out / "tasks.jsonl").read_text().splitlines()[0])
+    assert not line["image"].startswith("/")  # relative paths: the folder can move
+
+
+def test_splits_are_fixed_per_family():
+    for family in FAMILIES:
+        splits = assign_splits(family, DEFAULT_PER_FAMILY)
+        assert splits == assign_splits(family, DEFAULT_PER_FAMILY)
+        assert splits.count("test") == 4 and splits.count("val") == 4 and splits.count("train") == 17
+    assert assign_splits("eco", 25) != assign_splits("eco", 25, seed=1)
+    assert len(FAMILIES) * DEFAULT_PER_FAMILY >= 300
+
+
+def test_generation_is_deterministic(generated, tmp_path):
+    out, _ = generated
+    again = tmp_path / "again"
+    generate_tasks(again, per_family=1)
+    assert file_digest(again) == file_digest(out) == DIGEST_ONE_PER_FAMILY
+
+
+def test_example_ad_is_small(tmp_path):
+    path = write_example(tmp_path / "ad.png")
+    assert path.stat().st_size < 1_000_000
+
+
+def _calibration_tasks(generated):
+    _out, tasks = generated
+    return [task for task in tasks if task.family in CALIBRATION_FAMILIES]
+
+
+def test_oracle_passes_every_item(generated, tmp_path):
+    store = ImageStore(tmp_path / "store")
+    for task in _calibration_tasks(generated):
+        image, catalog = prepare(task, store)
+        outcome = oracle(task, store, image)
+        assert not [step["error"] for step in outcome.steps if "error" in step]
+        items, unverifiable = evaluate_checklist(
+            task.checklist, store.get(image["id"]), store.get(outcome.image_id), catalog, store
+        )
+        assert not unverifiable
+        failed = [(item.id, item.reason) for item in items if not item.passed]
+        assert not failed, f"{task.id}: {failed}"
+
+
+def test_untouched_fails_change_items_and_keeps_the_rest(generated, tmp_path):
+    store = ImageStore(tmp_path / "store")
+    for task in _calibration_tasks(generated):
+        image, catalog = prepare(task, store)
+        original = store.get(image["id"])
+        items, _ = evaluate_checklist(task.checklist, original, original, catalog, store)
+        for item in items:
+            assert item.passed == (item.id in task.keep), f"{task.id} {item.id}: {item.reason}"
+
+
+def test_destructive_edit_fails_every_keep_item(generated, tmp_path):
+    store = ImageStore(tmp_path / "store")
+    for task in _calibration_tasks(generated)[:3]:
+        image, catalog = prepare(task, store)
+        wrecked = run_calls(store, image, [{"tool": "blur", "region": "whole", "args": {"radius": 20.0}}])
+        items, _ = evaluate_checklist(
+            task.checklist, store.get(image["id"]), store.get(wrecked.image_id), catalog, store
+        )
+        for item in items:
+            if item.id in task.keep:
+                assert not item.passed, f"{task.id} {item.id}: {item.reason}"
