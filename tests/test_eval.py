@@ -1,0 +1,144 @@
+"""`pixplan eval`: run folders, summaries, resumption without model or judge calls, comparison, reports, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pixplan.graph.metric_judge import MetricJudge
+from pixplan.training.cli import main
+from pixplan.training.evaluate import compare_runs, evaluate, load_run, markdown_table
+from pixplan.training.systems import Outcome, oracle, rule_based
+from pixplan.training.tasks import generate_tasks, load_tasks
+
+FAMILIES = ("eco", "sale")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    tasks = generate_tasks(out, per_family=1)
+    return out, [task for task in tasks if task.family in FAMILIES]
+
+
+class CountingJudge:
+    """The metric judge, counting its calls."""
+
+    name = "metric-counted"
+
+    def __init__(self):
+        self.calls = 0
+
+    def judge(self, request):
+        self.calls += 1
+        return MetricJudge().judge(request)
+
+
+def untouched(task, store, image):
+    return Outcome(image_id=image["id"])
+
+
+def test_run_folder_summary_and_report(bench, tmp_path):
+    _, tasks = bench
+    summary = evaluate(tasks, oracle, tmp_path / "run", system_name="oracle", progress=False)
+    assert summary["system"] == "oracle" and summary["n_tasks"] == 2
+    assert summary["mean_score"] == 1.0 and summary["pass_rate"] == 1.0
+    assert set(summary["per_family"]) == set(FAMILIES)
+    assert summary["model_calls"] == 0 and summary["seconds"] > 0
+    for task in tasks:
+        folder = tmp_path / "run" / "tasks" / task.id
+        assert (folder / "final.png").exists()
+        result = json.loads((folder / "result.json").read_text())
+        assert [item["passed"] for item in result["items"]] == [True] * len(task.checklist)
+        assert [step["tool"] for step in json.loads((folder / "trace.json").read_text())["steps"]] == [
+            call["tool"] for call in task.ground_truth
+        ]
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "plots/families.png" in report and all(task.id in report for task in tasks)
+    assert (tmp_path / "run" / "plots" / "families.png").stat().st_size > 1000
+    assert len(list((tmp_path / "run" / "thumbs").glob("*.jpg"))) == 4
+    assert "| oracle | 2 | 1.000 | 1.000 |" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_rerun_makes_no_system_or_judge_call_and_resumes(bench, tmp_path):
+    _, tasks = bench
+    calls = []
+
+    def counted(task, store, image):
+        calls.append(task.id)
+        return rule_based(task, store, image)
+
+    judge = CountingJudge()
+    first = evaluate(tasks, counted, tmp_path / "run", system_name="rule_based", judge=judge, progress=False)
+    assert len(calls) == 2 and judge.calls == 2
+    again = evaluate(tasks, counted, tmp_path / "run", system_name="rule_based", judge=judge, progress=False)
+    assert len(calls) == 2 and judge.calls == 2  # everything cached
+    assert again["this_run"] == {**again["this_run"], "evaluated": 0, "cached": 2, "judge_calls": 0}
+    assert again["mean_score"] == first["mean_score"]
+    # An interrupted run: one task's result is missing, so only that task runs again.
+    (tmp_path / "run" / "tasks" / tasks[1].id / "result.json").unlink()
+    evaluate(tasks, counted, tmp_path / "run", system_name="rule_based", judge=judge, progress=False)
+    assert calls[2:] == [tasks[1].id] and judge.calls == 3
+
+
+def test_compare_and_table(bench, tmp_path):
+    _, tasks = bench
+    a = evaluate(tasks, untouched, tmp_path / "a", system_name="untouched", progress=False)
+    b = evaluate(tasks, oracle, tmp_path / "b", system_name="oracle", progress=False)
+    assert a["mean_score"] < b["mean_score"]
+    assert a["keep_items_passed"] == 1.0 and a["change_items_passed"] == 0.0
+    text = compare_runs(tmp_path / "a", tmp_path / "b")
+    assert "# oracle vs untouched" in text
+    for family in FAMILIES:
+        assert f"| {family} |" in text
+    assert all(f"| {task.id} |" in text for task in tasks)
+    table = markdown_table([a, b])
+    assert table.index("| oracle |") < table.index("| untouched |")
+
+
+def test_a_crashing_system_is_recorded_not_fatal(bench, tmp_path):
+    _, tasks = bench
+
+    def crashes(task, store, image):
+        raise RuntimeError("model server down")
+
+    summary = evaluate(tasks[:1], crashes, tmp_path / "run", system_name="broken", progress=False)
+    assert summary["n_errors"] == 1
+    _, results = load_run(tmp_path / "run")
+    assert "model server down" in results[tasks[0].id]["error"]
+
+
+def test_threads_give_the_same_scores(bench, tmp_path):
+    _, tasks = bench
+    serial = evaluate(tasks, rule_based, tmp_path / "serial", system_name="rule_based", progress=False)
+    pooled = evaluate(
+        tasks, rule_based, tmp_path / "pooled", system_name="rule_based", workers=2, progress=False
+    )
+    assert pooled["per_family"] == serial["per_family"]
+
+
+def test_cli_eval_compare_and_generate(bench, tmp_path, capsys):
+    out, _tasks = bench
+    families = [arg for family in FAMILIES for arg in ("--family", family)]
+    common = ["eval", "--tasks", str(out), "--split", "all", *families, "--quiet"]
+    assert main([*common, "--system", "oracle", "--out", str(tmp_path / "oracle")]) == 0
+    assert main([*common, "--system", "random", "--out", str(tmp_path / "random")]) == 0
+    printed = capsys.readouterr().out
+    assert "| oracle | 2 | 1.000 | 1.000 |" in printed and "report.html" in printed
+    assert main(["eval", "compare", str(tmp_path / "random"), str(tmp_path / "oracle")]) == 0
+    assert "# oracle vs random" in capsys.readouterr().out
+    assert main(["eval", "table", str(tmp_path / "random"), str(tmp_path / "oracle")]) == 0
+    assert capsys.readouterr().out.startswith("| system |")
+    random_summary = json.loads((tmp_path / "random" / "summary.json").read_text())
+    assert random_summary["settings"]["seed"] == 0
+
+
+def test_cli_tasks_generate(tmp_path, capsys):
+    assert (
+        main(["tasks", "generate", "--out", str(tmp_path / "mine"), "--per-family", "1", "--size", "256x256"])
+        == 0
+    )
+    assert "12 tasks" in capsys.readouterr().out
+    tasks = load_tasks(tmp_path / "mine")
+    assert len(tasks) == 12 and tasks[0].meta["spec"]["size"] == [256, 256]
