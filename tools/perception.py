@@ -28,7 +28,7 @@ from pixplan.tools.regions import (
 from pixplan.tools.store import ImageStore
 
 #: Longest image side the OCR text detector sees; larger images are scaled down for detection only.
-OCR_DETECTION_SIDE = 960
+OCR_DETECTION_SIDE = 736
 #: OCR lines read with less confidence than this are dropped.
 OCR_MIN_SCORE = 0.5
 #: Longest image side the saliency map and GrabCut work at.
@@ -43,12 +43,8 @@ def ocr_engine() -> Any:
     """The process's rapidocr engine (loads its ONNX models on first use, ~1 s)."""
     from rapidocr_onnxruntime import RapidOCR
 
-    return RapidOCR(
-        det_limit_type="max",
-        det_limit_side_len=OCR_DETECTION_SIDE,
-        text_score=OCR_MIN_SCORE,
-        print_verbose=False,
-    )
+    # limit_type "max": the detector never upscales (by default it blows small crops up to 736 px high).
+    return RapidOCR(det_limit_type="max", text_score=OCR_MIN_SCORE, print_verbose=False)
 
 
 def _as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -60,24 +56,46 @@ def _as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array[..., :3].astype(np.uint8))
 
 
+def _detect_and_read(rgb: np.ndarray) -> list[tuple[np.ndarray, str, float]]:
+    """rapidocr's detector on the image scaled to `OCR_DETECTION_SIDE`, its recogniser on full-resolution crops.
+
+    Detection is most of OCR's cost and finds text lines as well at a lower resolution; recognition keeps the
+    detail of the original pixels. Returns (4 corner points, text, score) per detected line.
+    """
+    engine = ocr_engine()
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    height, width = bgr.shape[:2]
+    if min(height, width) < 32:  # the detector needs a little room around text
+        pad_y, pad_x = max(0, (32 - height + 1) // 2), max(0, (32 - width + 1) // 2)
+        bgr = cv2.copyMakeBorder(bgr, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_REPLICATE)
+    else:
+        pad_y = pad_x = 0
+    scale = min(1.0, OCR_DETECTION_SIDE / max(bgr.shape[:2]))
+    small = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    boxes, _ = engine.text_det(small)
+    if boxes is None or len(boxes) == 0:
+        return []
+    boxes = np.asarray(boxes, dtype=np.float32) / scale
+    recognised, _ = engine.text_rec(engine.get_crop_img_list(bgr, list(boxes)))
+    boxes -= np.array([pad_x, pad_y], dtype=np.float32)
+    return [(box, str(result[0]), float(result[1])) for box, result in zip(boxes, recognised, strict=True)]
+
+
 def ocr_lines(image: Image.Image | np.ndarray) -> list[dict[str, Any]]:
     """Text lines of an image: ``{"box": (left, top, right, bottom) in pixels, "text", "score"}``.
 
     Fragments that rapidocr reports separately on one line (words far apart, a price beside a slogan) are
     merged into one line when they share a baseline and are close; lines come back in reading order.
     """
-    array = _as_rgb_array(image)
-    # rapidocr expects OpenCV's BGR order.
-    result, _ = ocr_engine()(array[..., ::-1].copy(), use_cls=False)
     fragments = []
-    for points, text, score in result or []:
-        text = str(text).strip()
-        xs = [float(point[0]) for point in points]
-        ys = [float(point[1]) for point in points]
+    for points, text, score in _detect_and_read(_as_rgb_array(image)):
+        text = text.strip()
         # Single glyphs read with low confidence are round or striped shapes (a cup rim read as "O"), not text.
-        if not text or float(score) < OCR_MIN_SCORE or (len(text) < 2 and float(score) < 0.8):
+        if not text or score < OCR_MIN_SCORE or (len(text) < 2 and score < 0.8):
             continue
-        fragments.append({"box": (min(xs), min(ys), max(xs), max(ys)), "text": text, "score": float(score)})
+        xs, ys = points[:, 0], points[:, 1]
+        box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+        fragments.append({"box": box, "text": text, "score": score})
     return _merge_fragments(fragments)
 
 
