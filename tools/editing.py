@@ -80,7 +80,8 @@ def apply_edit(
     if grow > 0 and parsed.kind != "whole":
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         mask = cv2.dilate(mask, kernel)
-    edited = np.asarray(edit(image, mask, catalog).convert("RGB"))
+    edited_image = edit(image, mask, catalog)
+    edited = np.asarray(edited_image if edited_image.mode == "RGB" else edited_image.convert("RGB"))
     if edited.shape != pixels.shape:
         raise ValueError(f"{tool}: the edit returned a {edited.shape} image for a {pixels.shape} one")
     radius = default_feather(image.size) if feather_radius is None else feather_radius
@@ -104,5 +105,6 @@ def _changed_pixels(before: np.ndarray, after: np.ndarray, bounds: tuple[int, in
     left, top, right, bottom = bounds
     if right <= left or bottom <= top:
         return 0
-    red, green, blue = cv2.split(cv2.absdiff(before[top:bottom, left:right], after[top:bottom, left:right]))
-    return int(cv2.countNonZero(cv2.bitwise_or(cv2.bitwise_or(red, green), blue)))
+    difference = cv2.absdiff(before[top:bottom, left:right], after[top:bottom, left:right])
+    # Sum of the channels, saturated to 8 bit: nonzero exactly where any channel differs.
+    return int(cv2.countNonZero(cv2.transform(difference, np.ones((1, 3), dtype=np.float32))))
