@@ -14,7 +14,8 @@ import sys
 COMMAND_MODULES = (
     "pixplan.graph.cli",  # edit
     "pixplan.training.eval_cli",  # eval, tasks
-    "pixplan.tools.cli",  # tools, catalog, mcp
+    "pixplan.tools.cli",  # tools, catalog
+    "pixplan.tools.mcp_server",  # mcp
 )
 
 

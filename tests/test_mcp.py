@@ -1,0 +1,215 @@
+"""`pixplan mcp` with the official MCP client (stdio and streamable HTTP) and langchain-mcp-adapters in an agent."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from PIL import Image
+
+from pixplan.tools import TOOLS
+from pixplan.tools.generative import GENERATIVE_TOOLS
+from pixplan.tools.grounding import GROUNDING_TOOLS
+from pixplan.tools.mcp_server import IMAGE_ARGUMENT
+
+pytest.importorskip("mcp")
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+BOX = [0.25, 0.25, 0.75, 0.75]
+
+
+def gray_png(size=(64, 48), value=128) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (value, value, value)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def server_command(store, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "pixplan.training.cli", "mcp", "--store", str(store.root), *flags]
+
+
+@asynccontextmanager
+async def stdio_session(store, *flags: str):
+    """A client session with `pixplan mcp` started as a subprocess over stdin/stdout (unix pipes)."""
+    command = server_command(store, *flags)
+    # The SDK passes only a minimal environment by default; the server needs the test's (offline flags, paths).
+    parameters = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def decode_image(result) -> np.ndarray:
+    (image,) = [block for block in result.content if block.type == "image"]
+    assert image.mimeType == "image/png"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(image.data))).convert("RGB"))
+
+
+def text_of(result) -> str:
+    return " ".join(block.text for block in result.content if block.type == "text")
+
+
+def test_lists_every_tool_and_calls_one_with_a_base64_image(store):
+    async def scenario():
+        async with stdio_session(store, "--generative", "--grounding") as session:
+            listed = {tool.name: tool for tool in (await session.list_tools()).tools}
+            expected = {t.name for t in [*TOOLS, *GENERATIVE_TOOLS, *GROUNDING_TOOLS]}
+            assert expected | {"import_image", "region_catalog"} == set(listed)
+            for name in expected:
+                schema = listed[name].inputSchema
+                assert schema["properties"]["image_id"]["description"] == IMAGE_ARGUMENT
+                assert "config" not in schema["properties"]
+            image = "data:image/png;base64," + base64.b64encode(gray_png()).decode()
+            return await session.call_tool(
+                "replace_background", {"image_id": image, "region": BOX, "fill": "solid", "color": "#ff0000"}
+            )
+
+    result = asyncio.run(scenario())
+    assert not result.isError, text_of(result)
+    ref = result.structuredContent
+    assert ref["id"] in text_of(result) and ref["tool"] == "replace_background" and ref["parent"] in store
+    pixels = decode_image(result)
+    np.testing.assert_array_equal(pixels, np.asarray(store.get(ref["id"])))
+    assert tuple(pixels[24, 32]) == (255, 0, 0)  # inside the box: painted
+    assert tuple(pixels[2, 2]) == (128, 128, 128)  # far outside: unchanged
+
+
+def test_bad_arguments_are_mcp_error_results(store, tmp_path):
+    path = tmp_path / "gray.png"
+    path.write_bytes(gray_png())
+
+    async def scenario():
+        async with stdio_session(store) as session:
+            return [
+                await session.call_tool("blur", {"image_id": str(path), "region": [0.5, 0.5, 0.2, 0.9]}),
+                await session.call_tool("blur", {"image_id": "no-such-image", "region": "whole"}),
+                await session.call_tool("blur", {"region": "whole"}),
+                await session.call_tool("recolor", {"image_id": str(path), "region": "r7", "color": "red"}),
+                await session.call_tool("no_such_tool", {}),
+                await session.call_tool(
+                    "import_image", {"source": base64.b64encode(b"not an image at all").decode()}
+                ),
+            ]
+
+    box, image, missing, region, tool, data = asyncio.run(scenario())
+    assert all(result.isError for result in (box, image, missing, region, tool, data))
+    assert "box is empty or inverted" in text_of(box)
+    assert "unknown image 'no-such-image'" in text_of(image)
+    assert "image_id" in text_of(missing) and "required" in text_of(missing)
+    assert "r7" in text_of(region) and "catalog" in text_of(region)
+    assert "unknown tool 'no_such_tool'" in text_of(tool)
+    assert "unknown image" in text_of(data)
+
+
+class ScriptedChatModel(FakeMessagesListChatModel):
+    """A fake tool-calling chat model: answers with its scripted messages in turn."""
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
+        return self
+
+
+def test_langgraph_agent_edits_an_image_through_mcp_tools(store, tmp_path):
+    from langchain.agents import create_agent
+    from langchain_mcp_adapters.tools import load_mcp_tools
+
+    path = tmp_path / "photo.png"
+    path.write_bytes(gray_png(value=100))
+    model = ScriptedChatModel(
+        responses=[
+            AIMessage(
+                content="",
+                tool_calls=[
+                    {
+                        "name": "replace_background",
+                        "args": {"image_id": str(path), "region": BOX, "fill": "solid", "color": "#00ff00"},
+                        "id": "call-1",
+                    }
+                ],
+            ),
+            AIMessage(content="The centre is green now."),
+        ]
+    )
+
+    async def scenario():
+        async with stdio_session(store) as session:
+            tools = await load_mcp_tools(session)
+            agent = create_agent(model, tools=tools)
+            return await agent.ainvoke({"messages": [HumanMessage("Paint the centre green.")]})
+
+    state = asyncio.run(scenario())
+    (message,) = [m for m in state["messages"] if isinstance(m, ToolMessage)]
+    assert message.status == "success"
+    text = " ".join(block["text"] for block in message.content if block["type"] == "text")
+    edited_id = re.search(r"new image_id (\w+)", text).group(1)
+    assert message.artifact["structured_content"]["id"] == edited_id
+    pixels = np.asarray(store.get(edited_id))
+    assert tuple(pixels[24, 32]) == (0, 255, 0)
+    assert tuple(pixels[2, 2]) == (100, 100, 100)
+    assert state["messages"][-1].content == "The centre is green now."
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# Streamable HTTP needs a TCP socket; the server binds 127.0.0.1 only and the client talks to nothing else.
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
+@pytest.mark.network_local
+def test_streamable_http_on_localhost(store):
+    from mcp.client.streamable_http import streamable_http_client
+
+    port = free_port()
+    server = subprocess.Popen(
+        [*server_command(store, "--http", "--port", str(port))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "the MCP server did not start listening"
+                time.sleep(0.2)
+
+        async def scenario():
+            async with (
+                streamable_http_client(f"http://127.0.0.1:{port}/mcp/") as (read, write, _),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                names = {tool.name for tool in (await session.list_tools()).tools}
+                image = base64.b64encode(gray_png()).decode()
+                return names, await session.call_tool(
+                    "blur", {"image_id": image, "region": "whole", "radius": 2.0}
+                )
+
+        names, result = asyncio.run(scenario())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert {t.name for t in TOOLS} <= names
+    assert not result.isError, text_of(result)
+    assert result.structuredContent["tool"] == "blur"
