@@ -175,3 +175,19 @@ def test_tool_schemas_show_the_model_only_its_arguments():
         "text",
         "color",
     }
+
+
+def test_replacing_twice_keeps_the_size_of_the_current_words(ad):
+    store, config, image_id, _, layout = ad
+    _, first = call(replace_text, config, image_id=image_id, region="r1", text="SALE")
+    _, second = call(replace_text, config, image_id=first["id"], region="r1", text="WINTER SALE")
+    _, direct = call(replace_text, config, image_id=image_id, region="r1", text="WINTER SALE")
+    left, top, right, bottom = layout["headline"]
+
+    def ink_height(image_id: str) -> int:
+        crop = np.asarray(store.get(image_id), np.int16)[top - 30 : bottom + 30, left - 40 : right + 40]
+        rows = np.nonzero((np.abs(crop - np.array([255, 220, 90])).max(axis=-1) <= 40).any(axis=1))[0]
+        return int(rows.max() - rows.min())
+
+    assert abs(ink_height(second["id"]) - ink_height(direct["id"])) <= 2
+    assert "SALE" not in read_text(store.get(second["id"]), [0.0, 0.72, 0.2, 0.88])  # no leftovers

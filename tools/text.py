@@ -275,12 +275,15 @@ def _text_boxes(
 ) -> list[tuple[tuple[int, int, int, int], str]]:
     """Pixel boxes and strings of the text lines to replace: the catalog's OCR box for a text region,
     else the lines OCR reads inside the region."""
+    from pixplan.tools.perception import ocr_lines_in, read_line
+
     parsed = parse_region(region)
     if parsed.kind == "catalog":
         entry = catalog_entry(catalog, parsed.catalog_id or "")
         if entry["kind"] == "text":
-            return [(box_to_pixels(entry["box"], image.size), entry.get("text", ""))]
-    from pixplan.tools.perception import ocr_lines_in
+            box = box_to_pixels(entry["box"], image.size)
+            # The catalog was read on the original image; an earlier edit may have changed the words since.
+            return [(box, read_line(image, box) or entry.get("text", ""))]
 
     bounds = nonzero_bounds(mask) or (0, 0, image.width, image.height)
     return [
