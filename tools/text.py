@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from pixplan.tools.classical import parse_color
 from pixplan.tools.editing import apply_edit
+from pixplan.tools.perception import ocr_lines_in, read_line
 from pixplan.tools.regions import (
     RegionArg,
     RegionCatalog,
@@ -271,17 +272,17 @@ def erase_text(
 
 
 def _text_boxes(
-    image: Image.Image, mask: np.ndarray, region: object, catalog: RegionCatalog | None
+    image: Image.Image, image_id: str, mask: np.ndarray, region: object, catalog: RegionCatalog | None
 ) -> list[tuple[tuple[int, int, int, int], str]]:
     """Pixel boxes and strings of the text lines to replace: the catalog's OCR box for a text region,
     else the lines OCR reads inside the region."""
-    from pixplan.tools.perception import ocr_lines_in, read_line
-
     parsed = parse_region(region)
     if parsed.kind == "catalog":
         entry = catalog_entry(catalog, parsed.catalog_id or "")
         if entry["kind"] == "text":
             box = box_to_pixels(entry["box"], image.size)
+            if catalog is not None and catalog["image_id"] == image_id:
+                return [(box, entry.get("text", ""))]
             # The catalog was read on the original image; an earlier edit may have changed the words since.
             return [(box, read_line(image, box) or entry.get("text", ""))]
 
@@ -339,7 +340,7 @@ def replace_text(
 
     def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
         try:
-            lines = _text_boxes(image, mask, region, catalog)
+            lines = _text_boxes(image, image_id, mask, region, catalog)
         except RegionError as error:
             raise ToolException(str(error)) from None
         if not lines:
