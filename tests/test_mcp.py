@@ -65,54 +65,56 @@ def text_of(result) -> str:
     return " ".join(block.text for block in result.content if block.type == "text")
 
 
-def test_lists_every_tool_and_calls_one_with_a_base64_image(store):
-    async def scenario():
-        async with stdio_session(store, "--generative", "--grounding") as session:
-            listed = {tool.name: tool for tool in (await session.list_tools()).tools}
-            expected = {t.name for t in [*TOOLS, *GENERATIVE_TOOLS, *GROUNDING_TOOLS]}
-            assert expected | {"import_image", "region_catalog"} == set(listed)
-            for name in expected:
-                schema = listed[name].inputSchema
-                assert schema["properties"]["image_id"]["description"] == IMAGE_ARGUMENT
-                assert "config" not in schema["properties"]
-            image = "data:image/png;base64," + base64.b64encode(gray_png()).decode()
-            return await session.call_tool(
-                "replace_background", {"image_id": image, "region": BOX, "fill": "solid", "color": "#ff0000"}
-            )
-
-    result = asyncio.run(scenario())
-    assert not result.isError, text_of(result)
-    ref = result.structuredContent
-    assert ref["id"] in text_of(result) and ref["tool"] == "replace_background" and ref["parent"] in store
-    pixels = decode_image(result)
-    np.testing.assert_array_equal(pixels, np.asarray(store.get(ref["id"])))
-    assert tuple(pixels[24, 32]) == (255, 0, 0)  # inside the box: painted
-    assert tuple(pixels[2, 2]) == (128, 128, 128)  # far outside: unchanged
-
-
-def test_bad_arguments_are_mcp_error_results(store, tmp_path):
+def test_lists_and_calls_tools_and_answers_bad_arguments_with_errors(store, tmp_path):
     path = tmp_path / "gray.png"
     path.write_bytes(gray_png())
 
     async def scenario():
-        async with stdio_session(store) as session:
-            return [
+        async with stdio_session(store, "--generative", "--grounding") as session:
+            listed = {tool.name: tool for tool in (await session.list_tools()).tools}
+            image = "data:image/png;base64," + base64.b64encode(gray_png()).decode()
+            painted = await session.call_tool(
+                "replace_background", {"image_id": image, "region": BOX, "fill": "solid", "color": "#ff0000"}
+            )
+            catalog = await session.call_tool("region_catalog", {"image_id": str(path)})
+            errors = [
                 await session.call_tool("blur", {"image_id": str(path), "region": [0.5, 0.5, 0.2, 0.9]}),
                 await session.call_tool("blur", {"image_id": "no-such-image", "region": "whole"}),
                 await session.call_tool("blur", {"region": "whole"}),
                 await session.call_tool("recolor", {"image_id": str(path), "region": "r7", "color": "red"}),
                 await session.call_tool("no_such_tool", {}),
                 await session.call_tool(
-                    "import_image", {"source": base64.b64encode(b"not an image at all").decode()}
+                    "import_image", {"source": base64.b64encode(b"not an image").decode()}
                 ),
             ]
+            return listed, painted, catalog, errors
 
-    box, image, missing, region, tool, data = asyncio.run(scenario())
-    assert all(result.isError for result in (box, image, missing, region, tool, data))
+    listed, painted, catalog, errors = asyncio.run(scenario())
+
+    expected = {t.name for t in [*TOOLS, *GENERATIVE_TOOLS, *GROUNDING_TOOLS]}
+    assert expected | {"import_image", "region_catalog"} == set(listed)
+    for name in expected:
+        schema = listed[name].inputSchema
+        assert schema["properties"]["image_id"]["description"] == IMAGE_ARGUMENT
+        assert "config" not in schema["properties"]
+
+    assert not painted.isError, text_of(painted)
+    ref = painted.structuredContent
+    assert ref["id"] in text_of(painted) and ref["tool"] == "replace_background" and ref["parent"] in store
+    pixels = decode_image(painted)
+    np.testing.assert_array_equal(pixels, np.asarray(store.get(ref["id"])))
+    assert tuple(pixels[24, 32]) == (255, 0, 0)  # inside the box: painted
+    assert tuple(pixels[2, 2]) == (128, 128, 128)  # far outside: unchanged
+
+    assert not catalog.isError, text_of(catalog)
+    assert "whole: the whole image" in text_of(catalog)
+
+    box, image, missing, region, tool, data = errors
+    assert all(result.isError for result in errors)
     assert "box is empty or inverted" in text_of(box)
     assert "unknown image 'no-such-image'" in text_of(image)
     assert "image_id" in text_of(missing) and "required" in text_of(missing)
-    assert "r7" in text_of(region) and "catalog" in text_of(region)
+    assert "unknown region id 'r7'" in text_of(region)
     assert "unknown tool 'no_such_tool'" in text_of(tool)
     assert "unknown image" in text_of(data)
 
