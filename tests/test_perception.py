@@ -117,3 +117,13 @@ def test_fragments_on_one_line_merge_and_lines_come_in_reading_order():
     lines = _merge_fragments(fragments)
     assert [line["text"] for line in lines] == ["Headline", "SAVE 50%", "far", "tall"]
     assert lines[1]["box"] == (100, 100, 520, 140) and lines[1]["score"] == 0.9
+
+
+@pytest.mark.parametrize("size", [(1, 1), (640, 480)])
+def test_a_blank_image_has_only_the_whole_region(store, size):
+    ref = store.put(Image.new("RGB", size, (255, 255, 255)))
+    catalog = build_catalog(store, ref["id"])
+    assert catalog["regions"] == [
+        {"id": "whole", "box": [0.0, 0.0, 1.0, 1.0], "kind": "whole", "label": "whole image"}
+    ]
+    assert describe_catalog(catalog).endswith("- whole: the whole image")

@@ -302,8 +302,8 @@ def foreground_mask(
         mask = _fill_holes(_main_components(seed))
         if not 0.005 <= mask.mean() <= 0.9:
             return None
-    full = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return full > 0.5
+    full = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    return full if full.any() and not full.all() else None
 
 
 # ---------------------------------------------------------------------------------------------------- catalog
