@@ -203,6 +203,7 @@ def _boundary_contrast(lab: np.ndarray) -> np.ndarray:
     ).astype(np.float32)
     clusters = min(6, len(border))
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
+    cv2.setRNGSeed(0)  # k-means++ seeding: the same image always gets the same catalog
     _, labels, centers = cv2.kmeans(border, clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     # Ignore tiny border clusters (an object touching the edge should not count as background colour).
     counts = np.bincount(labels.ravel(), minlength=clusters)
@@ -280,6 +281,7 @@ def foreground_mask(
     grab[saliency < 0.5 * threshold] = cv2.GC_BGD
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means
     try:
         cv2.grabCut(
             cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
