@@ -7,7 +7,7 @@
 Each tool is called the way an agent calls it (`tool.invoke` with a tool call), so the time includes
 `apply_edit`: loading the PNG from the store, resolving the region, the pixel edit, the feathered blend, the
 content hash and writing the result. The `apply_edit overhead` row is that frame around an edit that costs
-nothing, so `ms/MP - overhead` is the edit itself. Two regions are timed: `whole` (no blend) and a box
+nothing, and the `pixels only` rows are the recolour and tone arithmetic alone on the whole image. Two regions are timed: `whole` (no blend) and a box
 covering 64% of the image (blend and feather). Times are the best of the runs, as CPU time of this process
 (what one core spends, whatever else the machine runs) and wall time. Memory is the tracemalloc peak of one call
 (Python objects and NumPy/OpenCV arrays). Text replacement runs end to end (OCR of the slogan's box, erasing
@@ -31,9 +31,11 @@ import tracemalloc
 from typing import Any
 
 import cv2
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pixplan.tools import TOOLS, ImageStore
+from pixplan.tools.classical import recolor_pixels, tone_pixels
 from pixplan.tools.editing import apply_edit
 from pixplan.tools.regions import save_catalog
 
@@ -121,15 +123,20 @@ def invoker(tool, store_dir: str, image_id: str, region: Any, args: dict[str, An
 
 
 def overhead_invoker(store_dir: str, image_id: str, region: Any):
-    """apply_edit around an edit that returns a precomputed image: the frame every tool pays."""
+    """apply_edit around an array edit that returns a precomputed image: the frame every classical tool pays."""
     config = {"configurable": {"store_dir": store_dir}}
-    store = ImageStore(store_dir)
-    flipped = store.get(image_id).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    flipped = np.ascontiguousarray(ImageStore(store_dir).get_array(image_id)[:, ::-1])
 
-    def run() -> None:
-        apply_edit(
-            tool="bench", image_id=image_id, region=region, args={}, edit=lambda *_: flipped, config=config
+    def run() -> str:
+        _, ref = apply_edit(
+            tool="bench",
+            image_id=image_id,
+            region=region,
+            args={},
+            edit_array=lambda *_: flipped,
+            config=config,
         )
+        return ref["id"]
 
     return run
 
@@ -170,6 +177,13 @@ def main() -> None:
 
     for region in ("whole", BOX):
         measure("apply_edit overhead", _label(region), overhead_invoker(store_dir, ref["id"], region))
+    pixels = np.ascontiguousarray(store.get_array(ref["id"]))
+    everywhere = np.ones(pixels.shape[:2], dtype=np.float32)
+    green = (34, 139, 34)
+    measure(
+        "recolor, pixels only", "whole", _discard(lambda: recolor_pixels(pixels, everywhere, green, 0.0, 1.0))
+    )
+    measure("adjust_tone, pixels only", "whole", _discard(lambda: tone_pixels(pixels, 0.2, 0.1, 0.3, 0.2)))
     for tool in TOOLS:
         if options.tools and tool.name not in options.tools:
             continue
@@ -188,9 +202,9 @@ def main() -> None:
         _text_region_run(text_tool, store, store_dir, ad_ref["id"], measure)
 
     print(f"1024x1024 image, one core (cv2 threads {cv2.getNumThreads()}), best of {options.runs} runs")
-    print(f"{'tool':<24}{'region':<10}{'CPU ms/MP':>10}{'wall ms/MP':>11}{'peak MiB':>9}")
+    print(f"{'tool':<26}{'region':<9}{'CPU ms/MP':>10}{'wall ms/MP':>11}{'peak MiB':>9}")
     for name, region_label, cpu, wall, traced in rows:
-        print(f"{name:<24}{region_label:<10}{cpu:>10.1f}{wall:>11.1f}{traced:>9.1f}")
+        print(f"{name:<26}{region_label:<9}{cpu:>10.1f}{wall:>11.1f}{traced:>9.1f}")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {peak_rss:.0f} MiB")
 
@@ -214,6 +228,16 @@ def _text_region_run(text_tool, store: ImageStore, store_dir: str, image_id: str
         return ""  # nothing to forget: the catalog's masks are written once
 
     measure("build_catalog (perceive)", "whole", catalog)
+
+
+def _discard(function):
+    """A call that stores nothing: its result is dropped, and there is nothing to forget."""
+
+    def run() -> str:
+        function()
+        return ""
+
+    return run
 
 
 def _label(region: Any) -> str:

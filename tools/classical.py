@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import ToolException, tool
-from PIL import Image, ImageColor
+from PIL import ImageColor
 from pydantic import Field
 
 from pixplan.tools.editing import apply_edit
@@ -39,20 +39,21 @@ def parse_color(value: str) -> tuple[int, int, int]:
     return rgb[0], rgb[1], rgb[2]
 
 
-def _edit_in_box(
-    image: Image.Image,
-    mask: np.ndarray,
-    operation: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    margin: int = 0,
-) -> Image.Image:
-    """Apply `operation(rgb_crop, mask_crop) -> rgb_crop` to the mask's bounding box (grown by `margin`) only."""
-    array = np.array(image)
-    bounds = nonzero_bounds(mask, margin=margin)
-    if bounds is None:
-        return image
-    left, top, right, bottom = bounds
-    array[top:bottom, left:right] = operation(array[top:bottom, left:right], mask[top:bottom, left:right])
-    return Image.fromarray(array)
+def in_box(
+    operation: Callable[[np.ndarray, np.ndarray], np.ndarray], margin: int = 0
+) -> Callable[[np.ndarray, np.ndarray, RegionCatalog | None], np.ndarray]:
+    """An `apply_edit` array edit that runs `operation(rgb_crop, mask_crop) -> rgb_crop` on the mask's bounding
+    box (grown by `margin` pixels of context) and leaves the rest of the image as it is."""
+
+    def edit(rgb: np.ndarray, mask: np.ndarray, catalog: RegionCatalog | None) -> np.ndarray:
+        out = np.array(rgb)
+        bounds = nonzero_bounds(mask, margin=margin)
+        if bounds is not None:
+            left, top, right, bottom = bounds
+            out[top:bottom, left:right] = operation(rgb[top:bottom, left:right], mask[top:bottom, left:right])
+        return out
+
+    return edit
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
@@ -92,7 +93,7 @@ def recolor_lut(
     return _to_uint8(np.stack([hue, saturation, value], axis=-1)).reshape(256, 1, 3)
 
 
-def _recolor_pixels(
+def recolor_pixels(
     rgb: np.ndarray, mask: np.ndarray, target: tuple[int, int, int] | None, hue_shift: float, strength: float
 ) -> np.ndarray:
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
@@ -128,15 +129,12 @@ def recolor(
         raise ToolException("recolor needs a target `color` (e.g. 'forestgreen') or a nonzero `hue_shift`")
     target = parse_color(color) if color is not None else None
 
-    def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
-        return _edit_in_box(image, mask, lambda rgb, m: _recolor_pixels(rgb, m, target, hue_shift, strength))
-
     return apply_edit(
         tool="recolor",
         image_id=image_id,
         region=region,
         args={"color": color, "hue_shift": hue_shift, "strength": strength},
-        edit=edit,
+        edit_array=in_box(lambda rgb, mask: recolor_pixels(rgb, mask, target, hue_shift, strength)),
         config=config,
     )
 
@@ -163,7 +161,7 @@ def _saturate(rgb: np.ndarray, saturation: float) -> np.ndarray:
     return cv2.addWeighted(rgb, 1.0 + saturation, gray, -saturation, 0.0)
 
 
-def _tone_pixels(
+def tone_pixels(
     rgb: np.ndarray, brightness: float, contrast: float, saturation: float, warmth: float
 ) -> np.ndarray:
     if brightness or contrast or warmth:
@@ -200,17 +198,12 @@ def adjust_tone(
             "adjust_tone needs at least one nonzero amount: brightness, contrast, saturation or warmth"
         )
 
-    def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
-        return _edit_in_box(
-            image, mask, lambda rgb, m: _tone_pixels(rgb, brightness, contrast, saturation, warmth)
-        )
-
     return apply_edit(
         tool="adjust_tone",
         image_id=image_id,
         region=region,
         args={"brightness": brightness, "contrast": contrast, "saturation": saturation, "warmth": warmth},
-        edit=edit,
+        edit_array=in_box(lambda rgb, mask: tone_pixels(rgb, brightness, contrast, saturation, warmth)),
         config=config,
     )
 
@@ -310,9 +303,8 @@ def replace_background(
     first = parse_color(color)
     second = parse_color(second_color) if second_color is not None else tuple(int(c * 0.6) for c in first)
 
-    def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
-        pattern = background_pattern(image.size, fill, first, second, angle, scale, seed)
-        return Image.fromarray(pattern)
+    def edit(rgb: np.ndarray, mask: np.ndarray, catalog: RegionCatalog | None) -> np.ndarray:
+        return background_pattern((rgb.shape[1], rgb.shape[0]), fill, first, second, angle, scale, seed)
 
     return apply_edit(
         tool="replace_background",
@@ -326,7 +318,7 @@ def replace_background(
             "scale": scale,
             "seed": seed,
         },
-        edit=edit,
+        edit_array=edit,
         config=config,
     )
 
@@ -378,23 +370,24 @@ def remove_object(
         inpaint_radius: Neighbourhood radius in pixels that each filled pixel is estimated from.
     """
 
-    def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
+    def fill(rgb: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
+        return inpaint(rgb, (crop_mask > 0.5).astype(np.uint8) * 255, inpaint_radius, method)
+
+    fill_box = in_box(fill, margin=2 * inpaint_radius + 2)
+
+    def edit(rgb: np.ndarray, mask: np.ndarray, catalog: RegionCatalog | None) -> np.ndarray:
         if mask.min() > 0.5:
             raise ToolException(
                 "remove_object needs a region smaller than the whole image: nothing is left to fill from"
             )
-
-        def fill(rgb: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
-            return inpaint(rgb, (crop_mask > 0.5).astype(np.uint8) * 255, inpaint_radius, method)
-
-        return _edit_in_box(image, mask, fill, margin=2 * inpaint_radius + 2)
+        return fill_box(rgb, mask, catalog)
 
     return apply_edit(
         tool="remove_object",
         image_id=image_id,
         region=region,
         args={"method": method, "grow": grow, "inpaint_radius": inpaint_radius},
-        edit=edit,
+        edit_array=edit,
         config=config,
         grow=grow,
     )
@@ -451,17 +444,12 @@ def stylize(
         levels: Colour levels per channel for 'posterize'.
     """
 
-    def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
-        return _edit_in_box(
-            image, mask, lambda rgb, m: _mix(rgb, stylize_pixels(rgb, style, levels), strength)
-        )
-
     return apply_edit(
         tool="stylize",
         image_id=image_id,
         region=region,
         args={"style": style, "strength": strength, "levels": levels},
-        edit=edit,
+        edit_array=in_box(lambda rgb, mask: _mix(rgb, stylize_pixels(rgb, style, levels), strength)),
         config=config,
     )
 
@@ -484,20 +472,20 @@ def blur(
         radius: Blur strength in pixels (the Gaussian's standard deviation).
     """
 
-    def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
-        def operation(rgb: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
-            if radius <= 3:
-                return cv2.GaussianBlur(
-                    rgb, (0, 0), sigmaX=radius, sigmaY=radius, borderType=cv2.BORDER_REFLECT
-                )
-            # Stack blur: a close approximation of a Gaussian whose cost does not grow with the radius.
-            size = 2 * int(np.ceil(2.5 * radius)) + 1
-            return cv2.stackBlur(rgb, (size, size))
-
-        return _edit_in_box(image, mask, operation, margin=int(np.ceil(3 * radius)))
+    def operation(rgb: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
+        if radius <= 3:
+            return cv2.GaussianBlur(rgb, (0, 0), sigmaX=radius, sigmaY=radius, borderType=cv2.BORDER_REFLECT)
+        # Stack blur: a close approximation of a Gaussian whose cost does not grow with the radius.
+        size = 2 * int(np.ceil(2.5 * radius)) + 1
+        return cv2.stackBlur(rgb, (size, size))
 
     return apply_edit(
-        tool="blur", image_id=image_id, region=region, args={"radius": radius}, edit=edit, config=config
+        tool="blur",
+        image_id=image_id,
+        region=region,
+        args={"radius": radius},
+        edit_array=in_box(operation, margin=int(np.ceil(3 * radius))),
+        config=config,
     )
 
 
@@ -518,21 +506,16 @@ def sharpen(
         radius: Size in pixels of the detail that is enhanced (the Gaussian's standard deviation).
     """
 
-    def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
-        def operation(rgb: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
-            smooth = cv2.GaussianBlur(
-                rgb, (0, 0), sigmaX=radius, sigmaY=radius, borderType=cv2.BORDER_REFLECT
-            )
-            return cv2.addWeighted(rgb, 1.0 + amount, smooth, -amount, 0.0)
-
-        return _edit_in_box(image, mask, operation, margin=int(np.ceil(3 * radius)))
+    def operation(rgb: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
+        smooth = cv2.GaussianBlur(rgb, (0, 0), sigmaX=radius, sigmaY=radius, borderType=cv2.BORDER_REFLECT)
+        return cv2.addWeighted(rgb, 1.0 + amount, smooth, -amount, 0.0)
 
     return apply_edit(
         tool="sharpen",
         image_id=image_id,
         region=region,
         args={"amount": amount, "radius": radius},
-        edit=edit,
+        edit_array=in_box(operation, margin=int(np.ceil(3 * radius))),
         config=config,
     )
 
