@@ -389,3 +389,30 @@ def test_real_catalog_background_keeps_product(store, tool_config, make_ad):
     product = (slice(top + 20, bottom - 20), slice(left + 20, right - 20))
     assert np.abs(after[product] - before[product]).mean() < 3
     assert np.abs(after[:30, :30] - before[:30, :30]).mean() > 20
+
+
+def test_apply_edit_takes_exactly_one_edit_form(put, tool_config, store):
+    from pixplan.tools.editing import apply_edit
+
+    image_id, before = put(photo("coffee", 64))
+    inverted = Image.fromarray(255 - before)
+    _, by_image = apply_edit(
+        tool="invert",
+        image_id=image_id,
+        region="whole",
+        args={},
+        edit=lambda *_: inverted,
+        config=tool_config,
+    )
+    _, by_array = apply_edit(
+        tool="invert",
+        image_id=image_id,
+        region="whole",
+        args={},
+        edit_array=lambda rgb, *_: 255 - rgb,
+        config=tool_config,
+    )
+    assert by_image["id"] == by_array["id"]
+    assert np.array_equal(np.asarray(store.get(by_array["id"])), 255 - before)
+    with pytest.raises(TypeError, match="exactly one"):
+        apply_edit(tool="x", image_id=image_id, region="whole", args={}, config=tool_config)
