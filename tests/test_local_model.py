@@ -1,0 +1,235 @@
+"""LocalChatModel: TRL's template and parser, and schema-constrained decoding that is valid even from random weights."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+from tiny_lm import tiny_local_model, tiny_tokenizer
+
+from pixplan.graph.local_model import (
+    chat_template,
+    format_completion,
+    format_tool_call,
+    parse_completion,
+    render_prompt,
+    to_chat_messages,
+)
+from pixplan.graph.models import UsageTracker
+from pixplan.graph.schemas import Plan, Verdict
+
+IMAGE_ID = "0123456789abcdef01234567"
+CATALOG = (
+    f"Image {IMAGE_ID} (768x768). Region catalog:\n"
+    'r1 text "SUMMER SALE" [0.1, 0.05, 0.9, 0.2]\nr2 object "bottle" [0.3, 0.3, 0.7, 0.9]\n'
+)
+
+
+@tool
+def recolor(image_id: str, region: str | list[float], color: str, strength: float = 0.8) -> str:
+    """Change the colour of a region.
+
+    Args:
+        image_id: The image to edit.
+        region: Where: a region id from the catalog, 'whole', 'background' or a box.
+        color: The new colour, a name or #rrggbb.
+        strength: How strongly to recolour, 0..1.
+    """
+    return "ok"
+
+
+@tool
+def blur(image_id: str, region: str | list[float], radius: int = Field(ge=1, le=30)) -> str:
+    """Blur a region.
+
+    Args:
+        image_id: The image to edit.
+        region: Where.
+        radius: Blur radius in pixels.
+    """
+    return "ok"
+
+
+@tool
+def set_tone(image_id: str, region: str | list[float], warmth: float, mode: Literal["soft", "hard"]) -> str:
+    """Shift the tone of a region.
+
+    Args:
+        image_id: The image to edit.
+        region: Where.
+        warmth: Warmth change, any number.
+        mode: Soft or hard light.
+    """
+    return "ok"
+
+
+TOOLS = [recolor, blur, set_tone]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_local_model()
+
+
+def test_template_is_trls_and_trl_recognises_it():
+    from trl.chat_template_utils import qwen2_5_chat_template
+
+    tokenizer = tiny_tokenizer()
+    assert chat_template() == qwen2_5_chat_template == tokenizer.chat_template
+    assert tokenizer.response_template is not None or tokenizer.response_schema is not None
+
+
+def test_tool_call_round_trip_through_template_and_trl_parser():
+    tokenizer = tiny_tokenizer()
+    calls = [
+        {"name": "recolor", "args": {"image_id": IMAGE_ID, "region": [0.1, 0.2, 0.5, 0.9], "color": "vert é"}}
+    ]
+    completion = format_completion("", calls)
+    parsed = parse_completion(tokenizer, completion)
+    assert parsed["tool_calls"] == [
+        {"type": "function", "function": {"name": "recolor", "arguments": calls[0]["args"]}}
+    ]
+    # the template renders an assistant tool call exactly as format_tool_call writes it
+    messages = to_chat_messages([HumanMessage("hi"), AIMessage("", tool_calls=[{**calls[0], "id": "1"}])])
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert rendered.endswith(
+        "<|im_start|>assistant\n" + format_tool_call("recolor", calls[0]["args"]) + "<|im_end|>\n"
+    )
+    # plain text parses as content
+    assert parse_completion(tokenizer, format_completion("All done."))["content"] == "All done."
+
+
+def test_messages_render_with_tools_and_tool_results():
+    tokenizer = tiny_tokenizer()
+    history = [
+        SystemMessage("You edit images."),
+        HumanMessage([{"type": "text", "text": "Make it green"}, {"type": "image", "base64": "AAAA"}]),
+        AIMessage("", tool_calls=[{"name": "blur", "args": {"radius": 3}, "id": "c1"}]),
+        ToolMessage("blurred r1", tool_call_id="c1"),
+    ]
+    prompt = render_prompt(
+        tokenizer, to_chat_messages(history), tools=[{"type": "function", "function": {"name": "blur"}}]
+    )
+    assert prompt.startswith("<|im_start|>system\nYou edit images.\n\n# Tools")
+    assert "Make it green\n[image]" in prompt
+    assert "<tool_response>\nblurred r1\n</tool_response>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_constrained_plan_is_valid_from_random_weights(lm, seed):
+    plan = lm.with_structured_output(Plan).invoke(
+        [SystemMessage("Plan the edit."), HumanMessage("Goal: make the ad eco-friendly.\n" + CATALOG)],
+        temperature=1.0,
+        seed=seed,
+    )
+    assert isinstance(plan, Plan)
+    ids = [item.id for item in plan.checklist]
+    assert ids == [f"c{i + 1}" for i in range(len(ids))]
+    assert [step.id for step in plan.steps] == [f"s{i + 1}" for i in range(len(plan.steps))]
+    for step in plan.steps:
+        assert step.serves and set(step.serves) <= set(ids)
+        assert step.instruction
+    for item in plan.checklist:
+        if item.check is not None and isinstance(item.check.region, str):
+            assert item.check.region in {"r1", "r2", "whole", "background"}
+
+
+def test_constrained_verdict_judges_every_checklist_item(lm):
+    verdict = lm.with_structured_output(Verdict).invoke(
+        "Judge the edit. Checklist:\nc1: the slogan mentions nature\nc2: the background is green\nc3: bottle kept"
+    )
+    assert isinstance(verdict, Verdict)
+    assert [item.id for item in verdict.checklist] == ["c1", "c2", "c3"]
+    for score in (verdict.instruction_adherence, verdict.plausibility, verdict.preservation):
+        assert score is None or 0 <= score <= 10
+    assert verdict.reasons
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_constrained_tool_call_is_valid_from_random_weights(lm, seed):
+    message = lm.bind_tools(TOOLS).invoke(
+        [HumanMessage(CATALOG + "Step s1: make the bottle green.")], temperature=1.5, seed=seed
+    )
+    assert message.content == ""
+    (call,) = message.tool_calls
+    chosen = {t.name: t for t in TOOLS}[call["name"]]
+    chosen.tool_call_schema.model_validate(call["args"])  # valid arguments for the chosen tool
+    assert call["args"]["image_id"] == IMAGE_ID
+    assert call["args"]["region"] in {"r1", "r2", "whole", "background"}
+    assert message.usage_metadata["output_tokens"] > 0 and message.usage_metadata["input_tokens"] > 100
+
+
+def test_tool_choice_picks_the_tool(lm):
+    message = lm.bind_tools(TOOLS, tool_choice="set_tone").invoke(CATALOG + "Warm it up.")
+    assert message.tool_calls[0]["name"] == "set_tone"
+    assert message.tool_calls[0]["args"]["mode"] in ("soft", "hard")
+    assert isinstance(message.tool_calls[0]["args"]["warmth"], int | float)
+    text = lm.bind_tools(TOOLS, tool_choice="none").invoke("Say hi.")
+    assert not text.tool_calls and isinstance(text.content, str)
+
+
+class Mixed(BaseModel):
+    """Every construct the decoder handles."""
+
+    kind: Literal["a", "b", "c"]
+    flag: bool
+    count: int = Field(ge=0, le=7)
+    ratio: float = Field(ge=0, le=1)
+    offset: float
+    big: int = Field(ge=0)
+    tags: list[str] = Field(min_length=1, max_length=2)
+    nested: Verdict | None = None
+    note: str = ""
+    extras: dict[str, int] = Field(default_factory=dict)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_constrained_output_handles_literals_numbers_unions_and_dicts(lm, seed):
+    value = lm.with_structured_output(Mixed).invoke("Fill it in.", temperature=1.0, seed=seed)
+    assert isinstance(value, Mixed)
+    assert 1 <= len(value.tags) <= 2
+
+
+def test_same_seed_same_output_and_greedy_is_deterministic(lm):
+    runs = [
+        lm.with_structured_output(Plan).invoke("Goal: winter.", temperature=1.0, seed=s) for s in (5, 5, 6)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+    assert lm.invoke("Hello").content == lm.invoke("Hello").content
+
+
+def test_kv_cache_reuse_gives_the_same_answer():
+    warm, fresh = tiny_local_model(), tiny_local_model()
+    prompt = [HumanMessage(CATALOG + "Step s1: blur the slogan.")]
+    warm.bind_tools(TOOLS).invoke([*prompt, HumanMessage("other step")])  # leaves a shared prefix behind
+    again = warm.bind_tools(TOOLS).invoke(prompt)
+    assert again.tool_calls[0]["args"] == fresh.bind_tools(TOOLS).invoke(prompt).tool_calls[0]["args"]
+
+
+class Coded(BaseModel):
+    code: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+def test_unsupported_schema_falls_back_to_reasking_and_fails_cleanly(lm):
+    tracker = UsageTracker("planner")
+    runnable = lm.with_structured_output(Coded, include_raw=True)
+    result = runnable.invoke("Give a code.", config={"callbacks": [tracker]})
+    assert result["parsed"] is None and result["parsing_error"] is not None
+    assert tracker.usage()["calls"] == lm.max_retries + 1
+    with pytest.raises(OutputParserException):
+        lm.with_structured_output(Coded).invoke("Give a code.")
+
+
+def test_usage_tracker_counts_calls_and_tokens(lm):
+    tracker = UsageTracker("orchestrator")
+    lm.bind_tools(TOOLS).invoke(CATALOG + "blur r1", config={"callbacks": [tracker]})
+    lm.invoke("hi", config={"callbacks": [tracker]})
+    usage = tracker.usage()
+    assert usage["calls"] == 2 and usage["errors"] == 0
+    assert usage["input_tokens"] > 100 and usage["output_tokens"] > 0 and usage["seconds"] > 0
