@@ -32,8 +32,16 @@ from pixplan.tools.text import (
 BadgeShape = Literal["circle", "rounded_rectangle", "starburst", "ribbon"]
 IconName = Literal["leaf", "recycle", "snowflake", "sun", "star", "heart"]
 
-#: Supersampling factor: shapes are drawn this many times larger, then scaled down with a Lanczos filter.
-SUPERSAMPLE = 4
+#: Supersampling: shapes are drawn up to 4 times larger (at most `SUPERSAMPLE_SIDE` pixels), then scaled down
+#: with a Lanczos filter. Small graphics need the most smoothing; large ones get enough from 2x.
+SUPERSAMPLE_SIDE = 2048
+
+
+def supersample(width: int, height: int) -> int:
+    """The drawing scale for a graphic of width x height pixels: 4 for small ones, down to 1 for huge ones."""
+    return max(1, min(4, SUPERSAMPLE_SIDE // max(width, height, 1)))
+
+
 #: Width / height of each badge shape.
 BADGE_ASPECT: dict[str, float] = {"circle": 1.0, "starburst": 1.0, "rounded_rectangle": 2.6, "ribbon": 3.2}
 #: Default icon colours (a second colour is used where the default would not stand out from the background).
@@ -107,8 +115,9 @@ def draw_badge(
     text: str,
     text_color: tuple[int, int, int],
 ) -> Image.Image:
-    """An RGBA sprite of a badge at (width, height) times `SUPERSAMPLE`, text fitted inside its shape."""
-    w, h = width * SUPERSAMPLE, height * SUPERSAMPLE
+    """An RGBA sprite of a badge at (width, height) times `supersample`, text fitted inside its shape."""
+    scale = supersample(width, height)
+    w, h = width * scale, height * scale
     sprite = Image.new("RGBA", (w, h), (*fill, 0))
     draw = ImageDraw.Draw(sprite)
     colour = (*fill, 255)
@@ -301,8 +310,8 @@ ICONS = {
 
 
 def draw_icon(icon: str, size: int, colour: tuple[int, int, int]) -> Image.Image:
-    """An RGBA sprite of an icon, `size` times `SUPERSAMPLE` pixels square."""
-    side = size * SUPERSAMPLE
+    """An RGBA sprite of an icon, `size` times `supersample` pixels square."""
+    side = size * supersample(size, size)
     sprite = Image.new("RGBA", (side, side), (*colour, 0))
     ICONS[icon](ImageDraw.Draw(sprite), float(side), (*colour, 255))
     return sprite
