@@ -107,29 +107,39 @@ def mean_abs_diff(original: Image.Image, edited: Image.Image, mask: np.ndarray) 
     return float(np.abs(_array(edited) - _array(original))[inside].mean())
 
 
+def _ink_bounds(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounds (left, top, right, bottom) of the pixels that stand out from the crop's edge colour."""
+    ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+    ink = np.abs(rgb.astype(np.float32) - np.median(ring, axis=0)).max(axis=-1) > 50
+    rows, columns = np.nonzero(ink.sum(axis=1) >= 2)[0], np.nonzero(ink.sum(axis=0) >= 1)[0]
+    if len(rows) == 0 or len(columns) == 0:
+        return None
+    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+
+
 def read_region_text(image: Image.Image, mask: np.ndarray) -> str:
     """OCR of the region's bounding box (rapidocr through `pixplan.tools.perception`, offline).
 
-    A line-shaped crop (at least 2.5 times as wide as high) is read by the recogniser alone (about 40 ms);
-    anything else goes through `read_text`, which detects the lines first (about 0.3 s).
+    The crop is tightened to its ink (the pixels that stand out from its edge colour), so small text fills the
+    recogniser's input. A line-shaped crop (at least 2.5 times as wide as high) is read by the recogniser alone
+    (about 40 ms); anything else (a badge, wrapped lines) goes through `read_text`, which detects lines first.
     """
     from pixplan.tools.perception import ocr_engine, read_text
 
     left, top, right, bottom = mask_bbox(mask)
-    pad = max(2, (bottom - top) // 8)
-    crop = image.convert("RGB").crop(
-        (
-            max(0, left - pad),
-            max(0, top - pad),
-            min(image.width, right + pad),
-            min(image.height, bottom + pad),
-        )
-    )
-    if crop.width < 2.5 * crop.height:
-        return read_text(crop)
-    if crop.height < 32:
-        scale = 32 / crop.height
-        crop = crop.resize((max(1, round(crop.width * scale)), 32), Image.Resampling.BICUBIC)
+    rgb = np.asarray(image.convert("RGB"))[top:bottom, left:right]
+    bounds = _ink_bounds(rgb) if min(rgb.shape[:2]) >= 3 else None
+    if bounds is None:
+        return ""
+    x0, y0, x1, y1 = bounds
+    pad = max(3, (y1 - y0) // 4)
+    rgb = rgb[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad]
+    height, width = rgb.shape[:2]
+    if width < 2.5 * height:
+        return read_text(Image.fromarray(rgb))
+    crop = Image.fromarray(rgb)
+    if height < 32:
+        crop = crop.resize((max(1, round(width * 32 / height)), 32), Image.Resampling.BICUBIC)
     bgr = np.ascontiguousarray(np.asarray(crop)[:, :, ::-1])
     result, _ = ocr_engine()(bgr, use_det=False, use_cls=False)
     return " ".join(str(entry[0]).strip() for entry in result or [] if str(entry[0]).strip())

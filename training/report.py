@@ -90,13 +90,14 @@ def _plots(run_dir: Path, summary: dict[str, Any]) -> list[str]:
         axes.barh(kinds, values, color="#7e57c2")
         for index, kind in enumerate(kinds):
             axes.text(
-                min(values[index] + 0.02, 0.9),
+                values[index] + 0.02,
                 index,
                 f"{values[index]:.2f} (n={summary['per_check'][kind]['n']})",
                 va="center",
                 fontsize=8,
             )
-        axes.set_xlim(0, 1.05)
+        axes.set_xlim(0, 1.35)
+        axes.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
         axes.set_title("items passed per kind of check")
         axes.grid(axis="x", alpha=0.3)
         figure.tight_layout()
@@ -152,7 +153,7 @@ def _task_html(run_dir: Path, result: dict[str, Any]) -> str:
     score = result["score"]
     return f"""
 <div class="task" id="{html.escape(result["task"])}">
-  <div><img src="{before}" alt="before"><div class="label">before</div></div>
+  <div><a href="store/{html.escape(result["original_id"])}.png"><img src="{before}" alt="before"></a><div class="label">before</div></div>
   <div><a href="tasks/{html.escape(result["task"])}/final.png"><img src="{after}" alt="after"></a><div class="label">after</div></div>
   <div><b>{html.escape(result["task"])}</b> <span class="score" style="background:{_colour(score)}">{_number(score)}</span>
     <div>“{html.escape(result["goal"])}”</div>

@@ -4,8 +4,9 @@
 - `rule_based`: a fixed recipe per goal family, the family picked by keywords in the goal; real tool calls on
   the catalog's regions (found by label), a new icon or badge always in the bottom-right corner.
 - `single_step`: one tool on the whole image with the whole goal as its only guide. With an instruction-editing
-  tool (`instruction_tool`, any tool with a `prompt` argument, e.g. a diffusers InstructPix2Pix tool) the goal is
-  its prompt; offline, the stand-in is one global `stylize` whose style is picked by keywords.
+  tool (`instruction_tool`, any tool with a `prompt` argument, e.g. `edit_by_instruction` with
+  `PIXPLAN_EDIT_MODEL` set to an InstructPix2Pix, FLUX.1 Kontext or Qwen-Image-Edit model) the goal is its
+  prompt; offline, the stand-in is one global `stylize` whose style is picked by keywords.
 - `random`: a random tool, region and arguments per step (as many steps as the ground truth), seeded by task.
 - `llm`: pixplan's graph (`pixplan.graph.edit`) with the configured models; offline by default.
 
@@ -249,6 +250,10 @@ def single_step(
 ) -> Outcome:
     """One tool on the whole image, guided by the whole goal."""
     if instruction_tool is not None:
+        if tools is None:
+            from pixplan.tools import GENERATIVE_TOOLS, TOOLS
+
+            tools = [*TOOLS, *GENERATIVE_TOOLS]
         return run_calls(
             store,
             image,

@@ -34,7 +34,7 @@ from pixplan.tools.regions import RegionCatalog, save_catalog
 from pixplan.tools.store import ImageRef, ImageStore, open_image
 
 #: Bump when generation changes: the cache folder is keyed by it.
-BENCHMARK_VERSION = "v1"
+BENCHMARK_VERSION = "v2"
 DEFAULT_SEED = 0
 DEFAULT_PER_FAMILY = 25
 SPLIT_SIZES = {"test": 4, "val": 4}  # per family; the rest is train
@@ -164,7 +164,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "slogans": ["Good for the planet", "Naturally green", "Eco friendly choice"],
         "background": [("hue", 75, 165), ("saturation", 0.2, 1.0)],
         "gradients": [("#2e7d32", "#81c784"), ("#33691e", "#9ccc65"), ("#1b5e20", "#66bb6a")],
-        "element": {"tool": "add_icon", "icon": "leaf", "color": "#2e7d32"},
+        "element": {"tool": "add_icon", "icon": "leaf", "color": "white"},
     },
     "winter": {
         "goals": [
@@ -188,7 +188,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "slogans": ["Summer is here", "Sunny days deal", "Hello summer"],
         "background": [("warmth", 0.15, 1.0), ("brightness", 0.55, 1.0)],
         "gradients": [("#ffe082", "#ffb74d"), ("#fff176", "#ffa726"), ("#ffcc80", "#ffab40")],
-        "element": {"tool": "add_icon", "icon": "sun", "color": "#ef6c00"},
+        "element": {"tool": "add_icon", "icon": "sun", "color": "#e65100"},
     },
     "luxury": {
         "goals": [
@@ -212,7 +212,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "slogans": ["Fun for kids", "Play all day", "Happy family fun"],
         "background": [("saturation", 0.5, 1.0), ("brightness", 0.5, 1.0)],
         "gradients": [("#ff4081", "#ffd740"), ("#40c4ff", "#ffeb3b"), ("#ff6e40", "#ffff00")],
-        "element": {"tool": "add_icon", "icon": "heart", "color": "#e91e63"},
+        "element": {"tool": "add_icon", "icon": "heart", "color": "#6a1b9a"},
     },
     "vegan": {
         "goals": [
@@ -224,7 +224,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "slogans": ["Proudly vegan", "Plant powered", "Vegan and tasty"],
         "background": [("hue", 70, 160), ("saturation", 0.2, 1.0)],
         "gradients": [("#aed581", "#558b2f"), ("#c5e1a5", "#7cb342"), ("#8bc34a", "#33691e")],
-        "element": {"tool": "add_badge", "text": "VEGAN", "color": "#388e3c"},
+        "element": {"tool": "add_badge", "text": "VEGAN", "color": "white"},
         "element_words": ["vegan"],
     },
     "festive": {
@@ -497,12 +497,12 @@ def render_ad(spec: dict[str, Any]) -> tuple[Image.Image, Image.Image]:
     draw.ellipse([x0, y0, x1, y1], fill=accent, outline=(255, 255, 255), width=max(2, width // 200))
     mask.ellipse([x0, y0, x1, y1], fill=255)
     _text(draw, mask, spec["badge"], (x0, y0, x1, y1), (255, 255, 255), None, inset=0.24)
-    # Headline, slogan and logo: text with a contrasting outline, legible on any background.
+    # Headline and logo: text with a contrasting outline, legible on any background; the slogan is plain.
     dark = (25, 25, 35)
     light = (255, 255, 255)
     fill, outline = (light, dark) if spec["light_text"] else (dark, light)
     _text(draw, mask, spec["headline"], px["headline"], fill, outline)
-    _text(draw, mask, spec["slogan"], px["slogan"], fill, outline)
+    _text(draw, mask, spec["slogan"], px["slogan"], fill, None)  # plain: the text most often replaced
     _text(draw, mask, spec["logo"], px["logo"], accent, light)
     background = Image.eval(foreground, lambda value: 255 - value)
     return image, background
