@@ -191,3 +191,18 @@ def test_replacing_twice_keeps_the_size_of_the_current_words(ad):
 
     assert abs(ink_height(second["id"]) - ink_height(direct["id"])) <= 2
     assert "SALE" not in read_text(store.get(second["id"]), [0.0, 0.72, 0.2, 0.88])  # no leftovers
+
+
+def test_load_font_falls_back_to_pillows_scalable_font(monkeypatch, tmp_path):
+    import pixplan.tools.text as text_module
+
+    if text_module.FONT_PATH.exists():
+        assert load_font(40).path == str(text_module.FONT_PATH)
+    monkeypatch.setattr(text_module, "FONT_PATH", tmp_path / "missing.ttf")
+    load_font.cache_clear()
+    try:
+        fallback = load_font(40)
+        assert fallback.path != str(tmp_path / "missing.ttf")
+        assert fallback.getbbox("H")[3] - fallback.getbbox("H")[1] > 20  # scalable: 40 px is large
+    finally:
+        load_font.cache_clear()
