@@ -83,10 +83,10 @@ def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
 
 
 def cache_dir() -> Path:
-    """Where pixplan keeps converted model weights: ``$PIXPLAN_CACHE``, else ``~/.cache/pixplan/models``."""
+    """pixplan's cache folder: ``$PIXPLAN_CACHE``, else ``$XDG_CACHE_HOME/pixplan`` (``~/.cache/pixplan``)."""
     if "PIXPLAN_CACHE" in os.environ:
         return Path(os.environ["PIXPLAN_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pixplan" / "models"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pixplan"
 
 
 def smollm2_gguf() -> Path:
@@ -105,10 +105,10 @@ def smollm2_gguf() -> Path:
 def smollm2_dir() -> Path:
     """A transformers folder (safetensors + tokenizer) for SmolLM2-135M-Instruct, converted once from the GGUF.
 
-    The first call dequantizes the GGUF (~15 s) and saves the result to ``cache_dir()/smollm2-135m-instruct``;
-    later calls return that folder at once.
+    The first call dequantizes the GGUF (~15 s) and saves the result to
+    ``cache_dir()/models/smollm2-135m-instruct``; later calls return that folder at once.
     """
-    target = cache_dir() / "smollm2-135m-instruct"
+    target = cache_dir() / "models" / "smollm2-135m-instruct"
     if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,6 +122,7 @@ def smollm2_dir() -> Path:
         if hasattr(model, attr):
             setattr(model, attr, None)
     model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
