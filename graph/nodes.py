@@ -45,9 +45,27 @@ from pixplan.tools.store import ImageRef, ImageStore
 # Plans: validation (a malformed plan is re-asked with these errors) and checklist scoring (the best one is kept)
 
 
-def validate_plan(plan: Plan, catalog: RegionCatalog | None, *, max_steps: int) -> list[str]:
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9$€£%]+", text.lower())
+
+
+def validate_plan(
+    plan: Plan, catalog: RegionCatalog | None, *, max_steps: int, goal: str | None = None
+) -> list[str]:
     """What makes a parsed plan unusable, in words a model can act on; empty when it is fine."""
     errors = []
+    for item in plan.checklist:
+        if len(_words(item.text)) < 3:
+            errors.append(
+                f"checklist item {item.id} ({item.text!r}) is not a requirement: write a sentence that can be "
+                "checked on the image, e.g. 'the background is green'"
+            )
+    if goal is not None:
+        for step in plan.steps:
+            if _words(step.instruction) == _words(goal):
+                errors.append(
+                    f"step {step.id} only repeats the goal: say which concrete edit to make, where and how"
+                )
     item_ids = [item.id for item in plan.checklist]
     step_ids = [step.id for step in plan.steps]
     for kind, ids in (("checklist item", item_ids), ("step", step_ids)):
@@ -261,6 +279,8 @@ class EditNodes:
             width=current["width"],
             height=current["height"],
             catalog=state["catalog_text"],
+            tools=prompts.format_tools(self.tools),
+            example=prompts.demonstration(state["goal"], (catalog or {"regions": []})["regions"]),
             history=history,
             max_steps=context.max_steps,
         )
@@ -271,16 +291,26 @@ class EditNodes:
         usage: dict[str, RoleUsage] = {}
         candidates: list[dict[str, Any]] = []
         best: tuple[float, Plan, dict[str, float]] | None = None
+        kept: list[Plan] = []
         with metered("planner", usage, invocations=context.num_plan_candidates):
             for _ in range(context.num_plan_candidates):
-                plan, errors = self._ask_plan(structured, messages, catalog, context)
+                asked = messages
+                if kept:  # later candidates see the earlier ones, so even a greedy model writes a new plan
+                    others = "\n".join(candidate.model_dump_json() for candidate in kept)
+                    asked = [*messages, HumanMessage(prompts.ANOTHER_PLAN.format(plans=others))]
+                plan, errors = self._ask_plan(structured, asked, catalog, context, state["goal"])
                 if plan is None:
                     candidates.append({"valid": False, "errors": errors})
                     continue
+                kept.append(plan)
                 score, parts = score_plan(plan)
                 candidates.append({"valid": True, "score": score, "parts": parts, "reasks": len(errors)})
                 if best is None or score > best[0]:
                     best = (score, plan, parts)
+        if best is not None and version > 1 and _same_steps(best[1], state.get("plan")):
+            # A replan that repeats the plan in force would only repeat its failure.
+            candidates.append({"valid": False, "errors": ["the replan repeats the previous plan"]})
+            best = None
         record = PlanRecord(
             version=version,
             plan=best[1].model_dump() if best else None,
@@ -306,7 +336,12 @@ class EditNodes:
         return update
 
     def _ask_plan(
-        self, structured: Any, messages: list[BaseMessage], catalog: RegionCatalog | None, context: Context
+        self,
+        structured: Any,
+        messages: list[BaseMessage],
+        catalog: RegionCatalog | None,
+        context: Context,
+        goal: str,
     ) -> tuple[Plan | None, list[str]]:
         """One candidate: ask, validate, re-ask with the errors, at most `max_plan_attempts` times."""
         conversation = list(messages)
@@ -315,7 +350,7 @@ class EditNodes:
             try:
                 raw = structured.invoke(conversation)
                 plan = raw if isinstance(raw, Plan) else Plan.model_validate(raw)
-                problems = validate_plan(plan, catalog, max_steps=context.max_steps)
+                problems = validate_plan(plan, catalog, max_steps=context.max_steps, goal=goal)
             except (ValidationError, ValueError, TypeError) as error:
                 problems = [_short_error(error)]
             if not problems:
@@ -341,7 +376,9 @@ class EditNodes:
                 return {}
             try:
                 edited = Plan.model_validate(answer)
-                problems = validate_plan(edited, catalog, max_steps=runtime.context.max_steps)
+                problems = validate_plan(
+                    edited, catalog, max_steps=runtime.context.max_steps, goal=state["goal"]
+                )
             except ValidationError as error:
                 problems = [_short_error(error)]
             if not problems:
@@ -573,6 +610,14 @@ class EditNodes:
             "status": "passed" if passed else "finished",
             "usage": usage,
         }
+
+
+def _same_steps(plan: Plan, previous: dict[str, Any] | None) -> bool:
+    if previous is None:
+        return False
+    return [_words(step.instruction) for step in plan.steps] == [
+        _words(step["instruction"]) for step in previous["steps"]
+    ]
 
 
 def _short_error(error: Exception) -> str:

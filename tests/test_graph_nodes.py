@@ -348,3 +348,52 @@ def test_multimodal_models_see_the_image_but_the_state_does_not(store):
     text_only = EditNodes(orchestrator=orchestrator, tools=TOOLS)
     text_only.orchestrate(base_state(store), runtime(store, send_images=False))
     assert isinstance(orchestrator.seen[-1][1].content, str)
+
+
+def test_validate_plan_rejects_vague_plans(store):
+    vague = {
+        "checklist": [{"id": "c1", "text": "New"}],
+        "steps": [
+            {"id": "s1", "instruction": "Make this advertisement more eco-friendly!", "serves": ["c1"]}
+        ],
+    }
+    errors = validate_plan(
+        Plan.model_validate(vague), None, max_steps=6, goal="make this advertisement more eco-friendly"
+    )
+    assert any("not a requirement" in e for e in errors) and any("repeats the goal" in e for e in errors)
+
+
+def test_a_replan_that_repeats_the_plan_is_no_plan(store):
+    planner = ScriptedChatModel(responses=[plan_message(ECO_PLAN)])
+    state = base_state(store, plan_version=1)
+    update = EditNodes(planner=planner, tools=TOOLS).plan(state, runtime(store, num_plan_candidates=1))
+    assert "plan" not in update and update["plans"][0]["plan"] is None
+    assert "repeats the previous plan" in update["plans"][0]["candidates"][-1]["errors"][0]
+    # With a plan still in force, the router wraps up with a final judgement instead of ending.
+    routed = {**state, "plans": update["plans"], "limits": dict(LIMITS)}
+    assert route_after_plan(routed) == "judge_final"
+
+
+def test_later_candidates_see_the_earlier_ones(store):
+    planner = ScriptedChatModel(responses=[plan_message(ECO_PLAN)])
+    state = base_state(store, plan=None, plan_version=0)
+    EditNodes(planner=planner, tools=TOOLS).plan(state, runtime(store, num_plan_candidates=2))
+    assert "Other planners already proposed" not in planner.seen[0][-1].content
+    assert "Other planners already proposed" in planner.seen[1][-1].content
+
+
+def test_demonstration_matches_the_goal_and_uses_this_images_regions(store):
+    from pixplan.graph import prompts
+
+    ref = put_ad(store)
+    regions = load_catalog(store, ref["id"])["regions"]
+    eco = prompts.demonstration("make this ad more eco-friendly", regions)
+    assert "soft green" in eco and '"region": "r1"' in eco  # r1 is the tiny ad's product
+    assert "pale blue" in prompts.demonstration("adapt it for a winter campaign", regions)
+    text_regions = [
+        *regions,
+        {"id": "r9", "kind": "text", "label": "text", "text": "Hello", "box": [0, 0, 0.5, 0.1]},
+    ]
+    demo = prompts.demonstration("anything at all", text_regions)
+    assert "Replace the text r9" in demo and "summer" in demo
+    Plan.model_validate_json(demo.split("\n")[1])  # the demonstration itself is a valid plan
