@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,52 @@ def test_cli_tasks_generate(tmp_path, capsys):
     assert "12 tasks" in capsys.readouterr().out
     tasks = load_tasks(tmp_path / "mine")
     assert len(tasks) == 12 and tasks[0].meta["spec"]["size"] == [256, 256]
+
+
+def test_imgedit_tasks_judged_by_the_llm_judge(tmp_path):
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage
+
+    from pixplan.graph.llm_judge import LLMJudge
+    from pixplan.training.benchmarks_external import is_external, load_imgedit
+
+    fixture = Path(__file__).parent / "fixtures" / "imgedit"
+    assert is_external(fixture) and is_external(fixture / "basic_edit.json")
+    tasks = load_imgedit(fixture)
+    assert [(task.id, task.family) for task in tasks] == [("imgedit-1", "add"), ("imgedit-2", "background")]
+    assert tasks[0].goal == "Add a red scarf around the cat's neck." and tasks[0].image.exists()
+    assert all(item.check is None for task in tasks for item in task.checklist)
+    verdict = {
+        "reasons": ["nothing was added"],
+        "instruction_adherence": 1,
+        "plausibility": 9,
+        "preservation": 10,
+        "checklist": [
+            {"id": "c1", "reason": "no scarf", "passed": False},
+            {"id": "c2", "reason": "unchanged", "passed": True},
+            {"id": "c3", "reason": "natural", "passed": True},
+        ],
+    }
+    model = FakeMessagesListChatModel(responses=[AIMessage(content=json.dumps(verdict))] * 2)
+    judge = LLMJudge(model, name="llm:fake")
+    summary = evaluate(
+        tasks, untouched, tmp_path / "run", system_name="untouched", judge=judge, progress=False
+    )
+    assert summary["judge"] == "llm:fake" and summary["n_tasks"] == 2
+    assert summary["mean_score"] == pytest.approx(2 / 3, abs=1e-3) and summary["pass_rate"] == 0.0
+    assert set(summary["per_family"]) == {"add", "background"}
+    _, results = load_run(tmp_path / "run")
+    assert results["imgedit-1"]["verdict"]["reasons"][-1] == "nothing was added"
+
+
+def test_imgedit_format_errors_are_clear(tmp_path):
+    from pixplan.training.benchmarks_external import load_imgedit
+
+    (tmp_path / "basic_edit.json").write_text(json.dumps({"1": {"id": "a.jpg", "prompt": "x"}}))
+    with pytest.raises(ValueError, match="edit_type"):
+        load_imgedit(tmp_path)
+    (tmp_path / "basic_edit.json").write_text(
+        json.dumps({"1": {"id": "a.jpg", "prompt": "x", "edit_type": "add"}})
+    )
+    with pytest.raises(FileNotFoundError, match=r"a\.jpg"):
+        load_imgedit(tmp_path)

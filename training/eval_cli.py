@@ -62,9 +62,8 @@ def _judge(spec: str | None):
     if spec in (None, "metric"):
         return None
     from pixplan.graph.llm_judge import LLMJudge
-    from pixplan.graph.models import load_chat_model
 
-    return LLMJudge(load_chat_model(spec))
+    return LLMJudge(spec)  # verdicts cached in the run's store, keyed by model, prompt and images
 
 
 def run_eval(args: argparse.Namespace) -> int:
