@@ -43,16 +43,23 @@ def byte_chars() -> list[str]:
 def clip_tokenizer(max_length: int = 77) -> Any:
     """A CLIP tokenizer with a byte-level vocabulary of 514 tokens and no merges, built in-process.
 
-    Ids: 0 start, 1 end/pad, then one per byte and one per word-final byte. Real CLIP ids go up to 49407;
-    these stay below any text encoder's vocabulary, which is all the pipelines need.
+    Ids: one per byte (0-255), one per word-final byte (256-511), then start (512) and end/pad (513), special
+    tokens last as in CLIP (OWLv2 treats a query whose first id is 0 as padding). These ids stay below any
+    text encoder's vocabulary, which is all a pipeline needs.
     """
     from transformers import CLIPTokenizer
 
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab: dict[str, int] = {}
     for suffix in ("", "</w>"):
         for char in byte_chars():
             vocab[char + suffix] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+#: Token ids of `clip_tokenizer`, for text encoder configs.
+TOKEN_IDS = {"bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513}
 
 
 # --- configs: the real ones (from the model repos' config.json files) and tiny ones of the same shape ---
@@ -188,8 +195,8 @@ SCHEDULER = {
 def _text_config(values: dict[str, Any]) -> Any:
     from transformers import CLIPTextConfig
 
-    # Token ids of `clip_tokenizer`: the pooled output is read at the end token.
-    return CLIPTextConfig(**values, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    # The pooled output is read at the end token of `clip_tokenizer`.
+    return CLIPTextConfig(**values, **TOKEN_IDS)
 
 
 def build_pipeline(
