@@ -165,15 +165,42 @@ def _task_html(run_dir: Path, result: dict[str, Any]) -> str:
 </div>"""
 
 
+def _matrix(results: list[dict[str, Any]]) -> tuple[list[str], dict[str, dict[str, list[bool]]]]:
+    """Per family, per kind of requirement (check type, "keep" apart): the pass/fail of every item."""
+    cells: dict[str, dict[str, list[bool]]] = {}
+    kinds: list[str] = []
+    for result in results:
+        specs = {item["id"]: item for item in result["checklist"]}
+        for item in result["items"]:
+            spec = specs.get(item["id"], {})
+            kind = (spec.get("check") or {}).get("type", "untyped") + (" (keep)" if spec.get("keep") else "")
+            if kind not in kinds:
+                kinds.append(kind)
+            cells.setdefault(result["family"], {}).setdefault(kind, []).append(item["passed"])
+    return sorted(kinds, key=lambda kind: ("keep" in kind, kind)), cells
+
+
+def _cell(values: list[bool] | None) -> str:
+    if not values:
+        return "<td></td>"
+    rate = sum(values) / len(values)
+    hue = round(120 * rate)  # red (0) to green (120)
+    return f'<td class="num" style="background:hsl({hue},60%,85%)" title="{sum(values)} of {len(values)}">{rate:.2f}</td>'
+
+
 def write_report(run_dir: Path, summary: dict[str, Any], results: list[dict[str, Any]]) -> Path:
     """Write `report.html` (with `thumbs/` and `plots/`) into the run folder."""
     run_dir = Path(run_dir)
     plots = _plots(run_dir, summary)
+    kinds, cells = _matrix(results)
     families = "".join(
         f'<tr><td><a href="#family-{html.escape(family)}">{html.escape(family)}</a></td><td class="num">{row["n"]}</td>'
-        f'<td class="num">{_number(row["mean_score"])}</td><td class="num">{_number(row["pass_rate"])}</td></tr>'
+        f'<td class="num">{_number(row["mean_score"])}</td><td class="num">{_number(row["pass_rate"])}</td>'
+        + "".join(_cell(cells.get(family, {}).get(kind)) for kind in kinds)
+        + "</tr>"
         for family, row in summary["per_family"].items()
     )
+    kind_headers = "".join(f"<th>{html.escape(kind)}</th>" for kind in kinds)
     sections = []
     by_family: dict[str, list[dict[str, Any]]] = {}
     for result in results:
@@ -206,7 +233,8 @@ are not verifiable on pixels and are not counted.</div>
 <div class="cards">{"".join(f'<div class="card">{html.escape(name)}<b>{_number(value)}</b></div>' for name, value in cards)}</div>
 <div class="plots">{"".join(f'<img src="{path}" alt="{path}">' for path in plots)}</div>
 <h2>Per family</h2>
-<table><tr><th>family</th><th>tasks</th><th>mean score</th><th>pass rate</th></tr>{families}</table>
+<div class="muted">Right of the scores: the share of items passed per kind of requirement (hover for counts).</div>
+<table><tr><th>family</th><th>tasks</th><th>mean score</th><th>pass rate</th>{kind_headers}</tr>{families}</table>
 <h2>Tasks</h2>
 {"".join(sections)}
 <p class="muted">summary: <a href="summary.json">summary.json</a>, <a href="summary.md">summary.md</a></p>
