@@ -156,7 +156,7 @@ def test_langgraph_agent_edits_an_image_through_mcp_tools(store, tmp_path):
 
     state = asyncio.run(scenario())
     (message,) = [m for m in state["messages"] if isinstance(m, ToolMessage)]
-    assert message.status == "success"
+    assert message.status == "success", message.content
     text = " ".join(block["text"] for block in message.content if block["type"] == "text")
     edited_id = re.search(r"new image_id (\w+)", text).group(1)
     assert message.artifact["structured_content"]["id"] == edited_id

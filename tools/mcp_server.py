@@ -233,8 +233,9 @@ def server_config(args: argparse.Namespace) -> dict[str, Any]:
     from pixplan.tools.generative import GenerativeSettings
     from pixplan.tools.grounding import GroundingSettings
 
-    generative = GenerativeSettings(cpu_offload=args.cpu_offload or GenerativeSettings().cpu_offload)
-    grounding = GroundingSettings()
+    generative, grounding = GenerativeSettings(), GroundingSettings()
+    if args.cpu_offload:
+        generative.cpu_offload = True
     for settings in (generative, grounding):
         for name in ("inpaint_model", "edit_model", "detector_model", "segmenter_model", "device", "dtype"):
             value = getattr(args, name, None)
