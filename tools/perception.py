@@ -292,7 +292,7 @@ def foreground_mask(
             None,
             background_model,
             foreground_model,
-            4,
+            3,
             cv2.GC_INIT_WITH_MASK,
         )
         mask = (grab == cv2.GC_FGD) | (grab == cv2.GC_PR_FGD)
