@@ -379,7 +379,7 @@ class DecodeSettings:
     """Limits and sampling of one constrained generation."""
 
     temperature: float = 0.0
-    max_string_chars: int = 200
+    max_string_chars: int = 120
     max_array_items: int = 5
     max_number_chars: int = 8
     no_repeat_ngram: int = 3
@@ -437,14 +437,15 @@ class ConstrainedDecoder:
         return list(self.prompt_ids), self.cache
 
     # -- low level ------------------------------------------------------------------------------------------
-    def _forward(self, ids: list[int], **extra: Any):
-        """Feed ids after the cache; returns log-probs after every fed position (len(ids) x vocab)."""
+    def _forward(self, ids: list[int], every_position: bool = False, **extra: Any):
+        """Feed ids after the cache; returns log-probs after the last fed position, or after each of them."""
         import torch
 
         with torch.inference_mode():
             out = self.model(
                 input_ids=torch.tensor([ids], dtype=torch.long),
                 use_cache=True,
+                logits_to_keep=0 if every_position else 1,
                 **{_CACHE_ARG: self.cache},
                 **extra,
             )
@@ -510,7 +511,9 @@ class ConstrainedDecoder:
                 mask[0, 0, start + j, before + start : before + start + j + 1] = True
                 positions.append(before + j)
             start += len(ids)
-        logprobs = self._forward(flat, attention_mask=mask, position_ids=torch.tensor([positions]))
+        logprobs = self._forward(
+            flat, every_position=True, attention_mask=mask, position_ids=torch.tensor([positions])
+        )
         self.cache.crop(-size)
         self.logprobs = base
         scores = [
@@ -865,7 +868,7 @@ class LocalChatModel(BaseChatModel):
     temperature: float = 0.0
     seed: int | None = None
     max_new_tokens: int = 512
-    max_string_chars: int = 200
+    max_string_chars: int = 120
     max_array_items: int = 5
     max_retries: int = 2
     force_tool_calls: bool = True

@@ -1,0 +1,99 @@
+"""Time the offline default model: SmolLM2-135M-Instruct's first load (GGUF -> safetensors), a cached load,
+one constrained Plan and one constrained tool call.
+
+    .venv/bin/python benchmarks/bench_models.py            # first load into a fresh temporary cache
+    .venv/bin/python benchmarks/bench_models.py --threads 2
+
+Prints one JSON object with seconds, tokens and the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument("--cache", default=None, help="pixplan cache folder (default: a fresh temporary one)")
+    args = parser.parse_args()
+    os.environ["PIXPLAN_CACHE"] = args.cache or tempfile.mkdtemp(prefix="pixplan-bench-")
+
+    import torch
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_core.tools import tool
+
+    from pixplan.graph.local_model import LocalChatModel
+    from pixplan.graph.models import smollm2_dir
+    from pixplan.graph.schemas import Plan
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    @tool
+    def recolor(image_id: str, region: str | list[float], color: str) -> str:
+        """Change the colour of a region.
+
+        Args:
+            image_id: The image to edit.
+            region: A region id from the catalog, 'whole', 'background' or a box.
+            color: The new colour.
+        """
+        return "ok"
+
+    @tool
+    def replace_text(image_id: str, region: str | list[float], text: str) -> str:
+        """Replace the text of a text region with new text.
+
+        Args:
+            image_id: The image to edit.
+            region: The text region's id.
+            text: The new text.
+        """
+        return "ok"
+
+    figures: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    start = time.perf_counter()
+    folder = smollm2_dir()
+    figures["first_load_convert_s"] = round(time.perf_counter() - start, 2)
+    start = time.perf_counter()
+    model = LocalChatModel.from_pretrained(folder)
+    figures["cached_load_s"] = round(time.perf_counter() - start, 2)
+
+    catalog = (
+        "Image 0123456789abcdef01234567 (768x768). Region catalog:\n"
+        'r1 text "SUMMER SALE" [0.1, 0.05, 0.9, 0.2]\nr2 object "bottle" [0.3, 0.3, 0.7, 0.9]\nr3 background\n'
+    )
+    plan_prompt = [
+        SystemMessage("You plan image edits: a checklist of requirements, then atomic steps."),
+        HumanMessage("Goal: make this advertisement more eco-friendly.\n" + catalog),
+    ]
+    structured = model.with_structured_output(Plan, include_raw=True)
+    start = time.perf_counter()
+    result = structured.invoke(plan_prompt)
+    figures["plan_s"] = round(time.perf_counter() - start, 2)
+    figures["plan_tokens"] = result["raw"].usage_metadata
+    figures["plan"] = result["parsed"].model_dump()
+
+    step = [HumanMessage(catalog + 'Step s1: replace the slogan text in r1 with "GO GREEN".')]
+    bound = model.bind_tools([recolor, replace_text])
+    for label in ("tool_call", "tool_call_again"):  # the second reuses the prompt's KV cache
+        start = time.perf_counter()
+        message = bound.invoke(step)
+        figures[f"{label}_s"] = round(time.perf_counter() - start, 2)
+    figures["tool_call_tokens"] = message.usage_metadata
+    figures["tool_call"] = message.tool_calls[0]
+    start = time.perf_counter()
+    model.invoke("Say hello.", max_new_tokens=20)
+    figures["free_text_20_tokens_s"] = round(time.perf_counter() - start, 2)
+    print(json.dumps(figures, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
