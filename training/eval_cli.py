@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def _tasks(args: argparse.Namespace):
         tasks = load_tasks(args.tasks, args.split)
     if args.family:
         tasks = [task for task in tasks if task.family in args.family]
+    if args.per_family:
+        counts: Counter[str] = Counter()
+        sample = []
+        for task in tasks:
+            if counts[task.family] < args.per_family:
+                counts[task.family] += 1
+                sample.append(task)
+        tasks = sample
     return tasks[: args.limit] if args.limit else tasks
 
 
@@ -116,8 +125,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from collections import Counter
-
     from pixplan.training.tasks import file_digest, generate_tasks
 
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
@@ -145,6 +152,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--system", default="rule_based", choices=SYSTEM_NAMES, help="default: rule_based")
     parser.add_argument("--limit", type=int, help="evaluate only the first N tasks")
     parser.add_argument("--family", action="append", help="only tasks of this goal family (repeatable)")
+    parser.add_argument(
+        "--per-family", type=int, help="only the first N tasks of each family (a cross-family sample)"
+    )
     parser.add_argument(
         "--out", help="run folder (default: runs/<system>-<split>); finished tasks in it are skipped"
     )
