@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,14 +24,7 @@ from pixplan.tools.regions import region_mask, save_catalog
 
 pytest.importorskip("diffusers")
 
-GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-
-
-def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import tiny_models
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +40,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    return _gpu_check()
+    return tiny_models.gpu_check()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from langchain_core.tools import ToolException
@@ -16,76 +13,17 @@ from pixplan.tools.regions import load_catalog, region_mask, save_catalog
 
 pytest.importorskip("transformers")
 
-GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-TEXT = {
-    "vocab_size": 600,
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_attention_heads": 4,
-    "num_hidden_layers": 2,
-    "max_position_embeddings": 16,
-    "bos_token_id": 512,
-    "eos_token_id": 513,
-    "pad_token_id": 513,
-}
-VISION = {
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_attention_heads": 4,
-    "num_hidden_layers": 2,
-    "image_size": 64,
-    "patch_size": 16,
-}
-
-
-def _tokenizer():
-    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.clip_tokenizer(max_length=16)
+from tiny_models import save_grounding_models
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Tiny OWLv2 and CLIPSeg saved as local folders, loaded by path like real ones."""
     import torch
-    from transformers import (
-        CLIPSegConfig,
-        CLIPSegForImageSegmentation,
-        CLIPSegProcessor,
-        Owlv2Config,
-        Owlv2ForObjectDetection,
-        Owlv2ImageProcessorPil,
-        Owlv2Processor,
-        ViTImageProcessorPil,
-    )
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("grounding")
-    tokenizer = _tokenizer()
-    torch.manual_seed(0)
-    detector = Owlv2ForObjectDetection(Owlv2Config(text_config=TEXT, vision_config=VISION, projection_dim=32))
-    detector.save_pretrained(root / "owlv2")
-    Owlv2Processor(
-        image_processor=Owlv2ImageProcessorPil(size={"height": 64, "width": 64}), tokenizer=tokenizer
-    ).save_pretrained(root / "owlv2")
-    segmenter = CLIPSegForImageSegmentation(
-        CLIPSegConfig(
-            text_config=TEXT,
-            vision_config=VISION,
-            projection_dim=32,
-            reduce_dim=16,
-            extract_layers=[0, 1],
-            decoder_num_attention_heads=2,
-            decoder_intermediate_size=32,
-        )
-    )
-    segmenter.save_pretrained(root / "clipseg")
-    CLIPSegProcessor(
-        image_processor=ViTImageProcessorPil(size={"height": 64, "width": 64}), tokenizer=tokenizer
-    ).save_pretrained(root / "clipseg")
-    yield {"detector_model": str(root / "owlv2"), "segmenter_model": str(root / "clipseg"), "device": "cpu"}
+    yield save_grounding_models(tmp_path_factory.mktemp("grounding"))
     clear_models()
     torch.set_num_threads(threads)
 

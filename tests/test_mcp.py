@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from pixplan.tools import TOOLS
 from pixplan.tools.generative import GENERATIVE_TOOLS
@@ -215,3 +215,84 @@ def test_streamable_http_on_localhost(store):
     assert {t.name for t in TOOLS} <= names
     assert not result.isError, text_of(result)
     assert result.structuredContent["tool"] == "blur"
+
+
+#: Values for required arguments by name; everything else keeps its default.
+SAMPLE_ARGUMENTS = {"text": "SALE", "prompt": "a green leaf", "description": "the cup"}
+#: Arguments a tool needs beyond its required ones, or that keep the tiny models fast.
+EXTRA_ARGUMENTS = {
+    "recolor": {"color": "forestgreen"},
+    "adjust_tone": {"brightness": 0.2},
+    "inpaint_region": {"num_inference_steps": 1},
+    "edit_by_instruction": {"num_inference_steps": 1},
+    "generate_background": {"num_inference_steps": 1, "region": BOX},
+    "find_region": {"min_score": 0.0},
+    "segment_region": {"threshold": 0.0},
+}
+
+
+def sample_arguments(tool, image: str) -> dict[str, Any]:
+    """Arguments for a listed tool, read off its input schema."""
+    arguments: dict[str, Any] = {}
+    for name in tool.inputSchema.get("required", []):
+        schema = tool.inputSchema["properties"][name]
+        if name == "image_id":
+            arguments[name] = image
+        elif name == "region":
+            arguments[name] = BOX
+        elif "enum" in schema:
+            arguments[name] = schema["enum"][0]
+        else:
+            arguments[name] = SAMPLE_ARGUMENTS.get(name, "x")
+    return {**arguments, **EXTRA_ARGUMENTS.get(tool.name, {})}
+
+
+@pytest.mark.slow
+def test_every_listed_tool_answers_over_mcp(store, tmp_path):
+    """All tools, the generative and grounding ones on tiny local models, called through one MCP session."""
+    import tiny_models
+
+    models = tmp_path / "models"
+    tiny_models.pipeline("sd-inpaint").save_pretrained(models / "inpaint")
+    tiny_models.pipeline("instruct-pix2pix").save_pretrained(models / "pix2pix")
+    grounding = tiny_models.save_grounding_models(models)
+    flags = [
+        "--generative",
+        "--grounding",
+        "--device=cpu",
+        f"--inpaint-model={models / 'inpaint'}",
+        f"--edit-model={models / 'pix2pix'}",
+        f"--detector-model={grounding['detector_model']}",
+        f"--segmenter-model={grounding['segmenter_model']}",
+    ]
+    path = tmp_path / "photo.png"
+    photo = Image.new("RGB", (128, 96), (235, 225, 200))
+    draw = ImageDraw.Draw(photo)
+    draw.rectangle((8, 8, 40, 88), fill=(40, 90, 160))
+    draw.text((64, 48), "SALE", fill=(0, 0, 0), font=ImageFont.load_default(22), anchor="mm")  # inside BOX
+    photo.save(path)
+
+    async def scenario():
+        async with stdio_session(store, *flags) as session:
+            image = (await session.call_tool("import_image", {"source": str(path)})).structuredContent["id"]
+            results = {}
+            for tool in (await session.list_tools()).tools:
+                arguments = (
+                    {"source": str(path)} if tool.name == "import_image" else sample_arguments(tool, image)
+                )
+                results[tool.name] = await session.call_tool(tool.name, arguments)
+            return image, results
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # the server's torch: one thread, as in the in-process tests
+    try:
+        image, results = asyncio.run(scenario())
+    finally:
+        del os.environ["OMP_NUM_THREADS"]
+    failed = {name: text_of(result) for name, result in results.items() if result.isError}
+    assert not failed
+    assert len(results) == len(TOOLS) + len(GENERATIVE_TOOLS) + len(GROUNDING_TOOLS) + 2
+    for name, result in results.items():
+        ref = result.structuredContent
+        assert ref["id"] in store and decode_image(result).shape == (96, 128, 3), name
+        if name in {t.name for t in [*TOOLS, *GENERATIVE_TOOLS]}:
+            assert ref["parent"] == image and ref["tool"] == name
