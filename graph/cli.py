@@ -61,7 +61,10 @@ def format_event(event: dict[str, Any]) -> str | None:
     if kind in ("planned", "replanned"):
         plan = event["plan"]
         if plan is None:
-            return f"{kind}: no valid plan ({len(event['candidates'])} candidates failed)"
+            errors = [
+                c["errors"][-1].strip("- ") for c in event["candidates"] if not c["valid"] and c["errors"]
+            ]
+            return f"{kind}: no new valid plan ({errors[-1] if errors else 'no candidate'})"
         lines = [f"{kind} (version {event['version']}, checklist score {event['score']:.2f}):"]
         lines += [f"  checklist {item['id']}: {item['text']}" for item in plan["checklist"]]
         lines += [f"  step {step['id']}: {step['instruction']}" for step in plan["steps"]]

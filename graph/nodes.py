@@ -50,10 +50,21 @@ def _words(text: str) -> list[str]:
 
 
 def validate_plan(
-    plan: Plan, catalog: RegionCatalog | None, *, max_steps: int, goal: str | None = None
+    plan: Plan,
+    catalog: RegionCatalog | None,
+    *,
+    max_steps: int,
+    goal: str | None = None,
+    tools: Sequence[str] | None = None,
 ) -> list[str]:
     """What makes a parsed plan unusable, in words a model can act on; empty when it is fine."""
     errors = []
+    if tools is not None:
+        for step in plan.steps:
+            if step.tool is not None and step.tool not in tools:
+                errors.append(
+                    f"step {step.id} names an unknown tool {step.tool!r}; the tools are {list(tools)}"
+                )
     for item in plan.checklist:
         if len(_words(item.text)) < 3:
             errors.append(
@@ -204,6 +215,7 @@ class EditNodes:
         self.tools = list(tools)
         self.tool_node = ToolNode(self.tools, handle_tool_errors=(ToolException, RegionError))
         self._image_id_tools = {tool.name for tool in self.tools if "image_id" in tool.args}
+        self.tool_names = [tool.name for tool in self.tools]
 
     # -- resolution ------------------------------------------------------------------------------------------
 
@@ -350,7 +362,9 @@ class EditNodes:
             try:
                 raw = structured.invoke(conversation)
                 plan = raw if isinstance(raw, Plan) else Plan.model_validate(raw)
-                problems = validate_plan(plan, catalog, max_steps=context.max_steps, goal=goal)
+                problems = validate_plan(
+                    plan, catalog, max_steps=context.max_steps, goal=goal, tools=list(self.tool_names)
+                )
             except (ValidationError, ValueError, TypeError) as error:
                 problems = [_short_error(error)]
             if not problems:
@@ -377,7 +391,11 @@ class EditNodes:
             try:
                 edited = Plan.model_validate(answer)
                 problems = validate_plan(
-                    edited, catalog, max_steps=runtime.context.max_steps, goal=state["goal"]
+                    edited,
+                    catalog,
+                    max_steps=runtime.context.max_steps,
+                    goal=state["goal"],
+                    tools=list(self.tool_names),
                 )
             except ValidationError as error:
                 problems = [_short_error(error)]
@@ -407,6 +425,7 @@ class EditNodes:
                         step_id=step.id,
                         instruction=step.instruction,
                         serves="; ".join(f"{item.id}: {item.text}" for item in served) or "-",
+                        tool=f"Suggested tool: {step.tool}\n" if step.tool else "",
                         image_id=current["id"],
                         width=current["width"],
                         height=current["height"],
@@ -444,8 +463,18 @@ class EditNodes:
                     conversation = _with_image(conversation, store, current["id"])
                 response = bound.invoke(conversation)
                 if isinstance(response, AIMessage) and response.tool_calls:
-                    new.append(self._one_call(response, current["id"]))
-                    break
+                    response = self._one_call(response, current["id"])
+                    new.append(response)
+                    call = response.tool_calls[0]
+                    if not _repeats_a_failure(call, step_attempts(state, index)):
+                        break
+                    # The same call would fail the same way: answer it as a bad call, without running it.
+                    new.append(
+                        ToolMessage(
+                            prompts.REPEATED_CALL, name=call["name"], tool_call_id=call["id"], status="error"
+                        )
+                    )
+                    continue
                 new.append(response)
                 if ask + 1 < context.max_tool_errors:
                     new.append(HumanMessage(prompts.NO_TOOL_CALL))
@@ -610,6 +639,12 @@ class EditNodes:
             "status": "passed" if passed else "finished",
             "usage": usage,
         }
+
+
+def _repeats_a_failure(call: dict[str, Any], earlier: list[Attempt]) -> bool:
+    """The call is one that an earlier attempt at the step already made and the judge failed."""
+    args = {k: v for k, v in call["args"].items() if k != "image_id"}
+    return any(not a["accepted"] and a["tool"] == call["name"] and a["args"] == args for a in earlier)
 
 
 def _same_steps(plan: Plan, previous: dict[str, Any] | None) -> bool:

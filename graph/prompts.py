@@ -15,7 +15,7 @@ write:
 id (c1, c2, ...) and, where it can be verified on pixels, a typed check on a region of the catalog \
 (text_contains, color_in_range, changed, preserved);
 2. ordered atomic steps (s1, s2, ...): each step is ONE edit with ONE tool on ONE region, says what to change, \
-where and how, and names the checklist items it serves.
+where and how, names the checklist items it serves, and the tool that fits it best.
 Every checklist item must be served by a step; no step may be redundant. Keep what the goal does not ask to \
 change (product, logo, prices) unchanged, and say so in the checklist. Use region ids from the catalog.
 """
@@ -54,7 +54,7 @@ image id as image_id. Answer with the tool call only."""
 
 ORCHESTRATOR_TASK = """Step {step_id}: {instruction}
 It serves: {serves}
-
+{tool}
 Current image id: {image_id} ({width}x{height})
 Region catalog:
 {catalog}
@@ -64,6 +64,9 @@ RETRY_FEEDBACK = """
 Earlier attempts at this step were judged and reverted; the image is back to how it was before the step. \
 Do better this time:
 {attempts}"""
+
+REPEATED_CALL = """That exact call was already tried for this step and the judge rejected its result. \
+Call a different tool, or the same tool on another region or with other arguments."""
 
 NO_TOOL_CALL = "You did not call a tool. Call exactly one of the tools now to execute the step."
 
@@ -243,7 +246,7 @@ def demonstration(goal: str, regions: list[dict[str, Any]]) -> str:
                 },
             }
         )
-        steps.append({"id": "s1", "instruction": instruction, "serves": ["c1"]})
+        steps.append({"id": "s1", "instruction": instruction, "serves": ["c1"], "tool": "replace_background"})
     if texts:
         slogan = max(texts, key=lambda r: (r["box"][2] - r["box"][0]) * (r["box"][3] - r["box"][1]))
         checklist.append(
@@ -258,6 +261,7 @@ def demonstration(goal: str, regions: list[dict[str, Any]]) -> str:
                 "id": f"s{len(steps) + 1}",
                 "instruction": f"Replace the text {slogan['id']} with '{demo['slogan']}'.",
                 "serves": [checklist[-1]["id"]],
+                "tool": "replace_text",
             }
         )
     if products:

@@ -21,6 +21,9 @@ class Step(BaseModel):
     id: str = Field(description="Short id such as 's1'.")
     instruction: str = Field(description="What to change, where, and how; one edit only.")
     serves: list[str] = Field(description="Ids of the checklist items this step helps satisfy.")
+    tool: str | None = Field(
+        default=None, description="Name of the tool that fits the step best, from the tool list (a hint)."
+    )
 
 
 class Plan(BaseModel):

@@ -397,3 +397,48 @@ def test_demonstration_matches_the_goal_and_uses_this_images_regions(store):
     demo = prompts.demonstration("anything at all", text_regions)
     assert "Replace the text r9" in demo and "summer" in demo
     Plan.model_validate_json(demo.split("\n")[1])  # the demonstration itself is a valid plan
+
+
+def test_orchestrate_refuses_to_repeat_a_rejected_call(store):
+    call = ECO_CALLS["s1"]
+    orchestrator = ScriptedChatModel(
+        responses=[
+            tool_call(call["name"], call_id="a", **call["args"]),
+            tool_call("recolor", call_id="b", region="background", color="forestgreen"),
+        ]
+    )
+    rejected = {
+        "plan_version": 1,
+        "step_id": "s1",
+        "step_index": 0,
+        "attempt": 1,
+        "instruction": "x",
+        "before": "b",
+        "tool": call["name"],
+        "args": {k: v for k, v in call["args"].items() if k != "image_id"},
+        "image": None,
+        "tool_errors": [],
+        "verdict": None,
+        "score": 0.1,
+        "failure": None,
+        "passed": False,
+        "accepted": False,
+        "seconds": 0.0,
+    }
+    plan = copy.deepcopy(ECO_PLAN)
+    plan["steps"][0]["tool"] = "replace_background"
+    state = base_state(store, attempts=[rejected], plan=Plan.model_validate(plan).model_dump())
+    update = EditNodes(orchestrator=orchestrator, tools=TOOLS).orchestrate(state, runtime(store))
+    assert "Suggested tool: replace_background" in update["messages"][0].content
+    kinds = [type(m).__name__ for m in update["messages"]]
+    assert kinds == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
+    assert update["messages"][2].status == "error" and "already tried" in update["messages"][2].content
+    assert update["messages"][-1].tool_calls[0]["name"] == "recolor"
+    assert route_after_orchestrate(update) == "act"
+
+
+def test_plan_tool_hints_must_name_real_tools():
+    plan = copy.deepcopy(ECO_PLAN)
+    plan["steps"][0]["tool"] = "magic_wand"
+    errors = validate_plan(Plan.model_validate(plan), None, max_steps=6, tools=[t.name for t in TOOLS])
+    assert any("unknown tool 'magic_wand'" in e for e in errors)
