@@ -489,33 +489,45 @@ class ConstrainedDecoder:
     def decide(self, options: Sequence[str]) -> int:
         """Index of the text among `options` the model prefers after what is written (nothing is appended).
 
-        Scored by the log-likelihood of each whole text, all options in one forward: their tokens are packed
-        after the cache with a block attention mask (each option sees the cache and its own tokens), then the
-        cache is cropped back.
+        Scored by the log-likelihood of each whole text, in one forward: the buffered text's tokens, then every
+        option's tokens packed after them with a block attention mask (each option sees the cache, the buffered
+        text and its own tokens). The cache keeps the buffered text and drops the options.
         """
         import torch
 
         if len(options) == 1:
             return 0
-        self._flush(hold_space=True)
-        base, before = self.logprobs, self.cache.get_seq_length()
-        encoded = [self._encode(self._pending + text) for text in options]
-        flat = [t for ids in encoded for t in ids]
-        size = len(flat)
+        text, held = self._pending, ""
+        if text.endswith(" ") and len(text) > 1:  # see _flush: the space is tokenized with the option
+            text, held = text[:-1], " "
+        elif text == " ":
+            text, held = "", " "
+        pending = self._encode(text) if text else []
+        encoded = [self._encode(held + option) for option in options]
+        before, count = self.cache.get_seq_length(), len(pending)
+        size = count + sum(len(ids) for ids in encoded)
         mask = torch.zeros(1, 1, size, before + size, dtype=torch.bool)
         mask[..., :before] = True
-        positions, starts, start = [], [], 0
+        mask[0, 0, :count, before : before + count] = torch.ones(count, count, dtype=torch.bool).tril()
+        positions, starts, start = list(range(before, before + count)), [], count
         for ids in encoded:
             starts.append(start)
+            mask[0, 0, start : start + len(ids), before : before + count] = True
             for j in range(len(ids)):
                 mask[0, 0, start + j, before + start : before + start + j + 1] = True
-                positions.append(before + j)
+                positions.append(before + count + j)
             start += len(ids)
         logprobs = self._forward(
-            flat, every_position=True, attention_mask=mask, position_ids=torch.tensor([positions])
+            [*pending, *(t for ids in encoded for t in ids)],
+            every_position=True,
+            attention_mask=mask,
+            position_ids=torch.tensor([positions]),
         )
-        self.cache.crop(-size)
+        self._crop_to(before + count)
+        base = logprobs[count - 1] if count else self.logprobs
         self.logprobs = base
+        self.generated += pending
+        self._pending = held
         scores = [
             float(base[ids[0]] + sum(logprobs[s + j - 1, ids[j]] for j in range(1, len(ids))))
             for ids, s in zip(encoded, starts, strict=True)

@@ -69,13 +69,16 @@ def load_chat_model(spec: str | BaseChatModel, **kwargs: Any) -> BaseChatModel:
 def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
     from pixplan.graph.local_model import LocalChatModel
 
+    name = "smollm2" if name.lower() in _LOCAL_ALIASES else name
     key = (name.lower(), tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
     with _local_lock:
         if key not in _local_models:
-            weights = _local_models.get((name.lower(), ()))
+            weights = next((m for (n, _), m in _local_models.items() if n == key[0]), None)
             if weights is not None:  # same weights, other generation settings: share the loaded model
-                _local_models[key] = weights.model_copy(update=kwargs)
-            elif name.lower() in _LOCAL_ALIASES:
+                variant = weights.model_copy(update=kwargs)
+                variant._prefix = None  # its own KV prefix cache (the lock stays shared with the weights)
+                _local_models[key] = variant
+            elif name == "smollm2":
                 _local_models[key] = LocalChatModel.from_pretrained(smollm2_dir(), **kwargs)
             else:
                 _local_models[key] = LocalChatModel.from_pretrained(name, **kwargs)
