@@ -339,7 +339,9 @@ def llm(task: Task, store: ImageStore, image: ImageRef, **settings: Any) -> Outc
     """pixplan's graph with the configured models (`planner`, `orchestrator`, `judge`, any `Context` field)."""
     from pixplan.graph import edit
 
-    result = edit(image["id"], task.goal, store_dir=str(store.root), **settings)
+    # One checkpoint file per task: tasks may run in parallel threads.
+    db = store.root.parent / "checkpoints" / f"{task.id}.sqlite"
+    result = edit(image["id"], task.goal, store_dir=str(store.root), db=db, **settings)
     calls = sum(int(role.get("model_calls", 0)) for role in result.trace.get("usage", {}).values())
     steps = [
         {
