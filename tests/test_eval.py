@@ -192,3 +192,27 @@ def test_imgedit_format_errors_are_clear(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match=r"a\.jpg"):
         load_imgedit(tmp_path)
+
+
+def test_llm_system_runs_the_graph(bench, tmp_path):
+    from functools import partial
+
+    from graph_fakes import ECO_CALLS, ECO_PLAN, ScriptedChatModel, orchestrator_by_step, plan_message
+
+    from pixplan.training.systems import llm
+
+    _, tasks = bench
+    eco = [task for task in tasks if task.family == "eco"]
+    planner = ScriptedChatModel(responses=[plan_message(ECO_PLAN)] * 8)
+    orchestrator = ScriptedChatModel(responses=[], respond=orchestrator_by_step(ECO_CALLS))
+    system = partial(llm, planner=planner, orchestrator=orchestrator, max_replans=0)
+    summary = evaluate(eco, system, tmp_path / "run", system_name="llm", progress=False)
+    assert summary["model_calls"] >= 3
+    _, results = load_run(tmp_path / "run")
+    result = results[eco[0].id]
+    assert result["error"] is None and result["final_id"] != result["original_id"]
+    assert [step["tool"] for step in result["steps"]][:1] == ["replace_background"]
+    trace = json.loads((tmp_path / "run" / "tasks" / eco[0].id / "trace.json").read_text())
+    assert trace["plan"]["checklist"] and trace["usage"]
+    hue = next(item for item in result["items"] if "hue" in item["reason"])
+    assert hue["passed"], hue  # the scripted plan's green background meets the task's hue check
