@@ -416,3 +416,26 @@ def test_apply_edit_takes_exactly_one_edit_form(put, tool_config, store):
     assert np.array_equal(np.asarray(store.get(by_array["id"])), 255 - before)
     with pytest.raises(TypeError, match="exactly one"):
         apply_edit(tool="x", image_id=image_id, region="whole", args={}, config=tool_config)
+
+
+def test_real_catalog_background_leaves_the_text(store, tool_config, make_ad):
+    """'background' excludes the catalog's text lines: a new background keeps the headline and caption."""
+    from pixplan.tools.perception import build_catalog, read_text
+
+    image, layout = make_ad(size=(400, 400))
+    image_id = store.put(image)["id"]
+    build_catalog(store, image_id)
+    _, ref = call(replace_background, image_id, tool_config, region="background", color="#2e7d32")
+    before, after = np.asarray(image).astype(int), np.asarray(store.get(ref["id"])).astype(int)
+    for name in ("headline", "caption"):
+        left, top, right, bottom = layout[name]
+        ink = (slice(top - 2, bottom + 2), slice(left - 2, right + 2))
+        assert np.abs(after[ink] - before[ink]).max() <= 2, f"the {name} changed"
+    band_top, band_bottom = layout["band"][1], layout["band"][3]
+    assert read_text(store.get(ref["id"]), [0.0, band_top / 400, 1.0, band_bottom / 400]) == "SUMMER SALE"
+    assert read_text(store.get(ref["id"]), [0.0, 0.9, 1.0, 1.0]) == "Only $9.99 this week"
+    green = np.array([0x2E, 0x7D, 0x32])
+    assert np.abs(after[:30, :30] - green).max() <= 1  # the backdrop's corner
+    assert (
+        np.abs(after[band_top + 8 : band_bottom - 8, :20] - green).max() <= 1
+    )  # the band beside the headline

@@ -15,7 +15,7 @@ from pixplan.tools.perception import (
     foreground_mask,
     read_text,
 )
-from pixplan.tools.regions import load_catalog, region_mask
+from pixplan.tools.regions import load_catalog, region_mask, text_mask
 from pixplan.tools.store import ImageStore
 
 
@@ -61,13 +61,20 @@ def test_catalog_finds_the_pasted_photo_as_the_foreground(ad_catalog):
     assert mask[layout["band"][1] :, :].max() == 0  # neither the band nor its text is the product
 
 
-def test_background_is_the_complement_of_the_foreground(ad_catalog):
+def test_background_is_everything_but_the_foreground_and_the_text(ad_catalog):
     store, _, image, layout, catalog = ad_catalog
     ids = [entry["id"] for entry in catalog["regions"]]
     assert ids[-2:] == ["background", "whole"]
     background = region_mask("background", image.size, catalog=catalog, store=store)
     foreground = region_mask("r3", image.size, catalog=catalog, store=store)
-    np.testing.assert_array_equal(background + foreground, np.ones_like(background))
+    text = text_mask(catalog["regions"], image.size)
+    np.testing.assert_array_equal(background, 1.0 - np.maximum(foreground, text))
+    for name in ("headline", "caption"):  # the glyphs, and a margin around them, are not background
+        left, top, right, bottom = layout[name]
+        assert background[top - 5 : bottom + 5, left - 5 : right + 5].max() == 0
+    assert (
+        background[layout["band"][1] + 5 : layout["band"][3] - 5, :100].min() == 1
+    )  # the band beside them is
     left, top, right, bottom = layout["photo"]
     cx, cy = (left + right) // 2, (top + bottom) // 2
     assert background[cy - 20 : cy + 20, cx - 20 : cx + 20].max() == 0

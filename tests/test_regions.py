@@ -16,6 +16,7 @@ from pixplan.tools.regions import (
     parse_region,
     region_mask,
     save_catalog,
+    text_mask,
 )
 
 SIZE = (200, 100)  # width, height
@@ -64,8 +65,13 @@ def test_catalog_id_and_background():
     assert mask_bbox(text) == (20, 5, 100, 15)
     product = region_mask("R2", SIZE, catalog=catalog)  # ids are case-insensitive
     background = region_mask("background", SIZE, catalog=catalog)
-    assert np.array_equal(background, 1.0 - product)
-    assert background[50, 100] == 0 and background[0, 0] == 1
+    # The background is neither the product nor the text: r1's box (20, 5, 100, 15), grown by a third of its
+    # height plus a feathered edge's reach (3 + 2 px on this image), is kept out too.
+    kept = np.zeros_like(product)
+    kept[0:20, 15:105] = 1.0
+    assert np.array_equal(background, 1.0 - np.maximum(product, kept))
+    assert background[50, 100] == 0 and background[10, 60] == 0 and background[10, 104] == 0
+    assert background[0, 0] == 1 and background[10, 105] == 1 and background[20, 30] == 1
 
 
 def test_mask_reference_and_catalog_mask(store):
@@ -76,7 +82,8 @@ def test_mask_reference_and_catalog_mask(store):
     assert mask_bbox(mask) == (50, 25, 150, 75)
     catalog = catalog_for("img", mask_id=mask_id)
     assert np.array_equal(region_mask("r2", SIZE, catalog=catalog, store=store), mask)
-    assert np.array_equal(region_mask("background", SIZE, catalog=catalog, store=store), 1.0 - mask)
+    background = region_mask("background", SIZE, catalog=catalog, store=store)
+    assert np.array_equal(background, 1.0 - np.maximum(mask, text_mask(catalog["regions"], SIZE)))
 
 
 def test_catalog_is_inherited_by_derived_images(store):

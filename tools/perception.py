@@ -2,7 +2,8 @@
 
 `build_catalog` names the candidate regions an edit can target: each text line read by OCR (``r1``, ``r2``, ...
 in reading order, with its string), the salient foreground object (a GrabCut mask seeded by a saliency map,
-stored as a mask image), and the implicit ``background`` (the complement of the foreground) and ``whole``.
+stored as a mask image), and the implicit ``background`` (everything except the foreground and the text lines,
+grown by a margin) and ``whole``.
 `describe_catalog` renders a catalog as the compact text a model reads; `read_text` is the OCR the metric judge
 reuses to check what a region says.
 
@@ -24,6 +25,7 @@ from pixplan.tools.regions import (
     box_to_pixels,
     pixels_to_box,
     save_catalog,
+    text_mask,
 )
 from pixplan.tools.store import ImageStore
 
@@ -319,8 +321,8 @@ def build_catalog(store: ImageStore, image_id: str, *, save: bool = True) -> Reg
 
     Regions: ``r1``, ``r2``, ... for the text lines in reading order (kind ``text``, with the OCR string), then
     the salient foreground (kind ``object``, label ``main object``, with a stored mask), then ``background``
-    (the complement of the foreground, with its own stored mask) and ``whole``. Masks are stored as grayscale
-    images whose parent is the image.
+    (everything except the foreground and the text lines grown by `regions.text_mask`'s margin, with its own
+    stored mask) and ``whole``. Masks are stored as grayscale images whose parent is the image.
     """
     image = store.get(image_id).convert("RGB")
     size = image.size
@@ -352,8 +354,9 @@ def build_catalog(store: ImageStore, image_id: str, *, save: bool = True) -> Reg
                 mask=mask_ref["id"],
             )
         )
+        background = ~foreground & (text_mask(regions, size) == 0)
         background_ref = store.put(
-            Image.fromarray((~foreground).astype(np.uint8) * 255, "L"), parent=image_id, tool="perception"
+            Image.fromarray(background.astype(np.uint8) * 255, "L"), parent=image_id, tool="perception"
         )
         regions.append(
             CatalogRegion(
@@ -398,7 +401,7 @@ def describe_catalog(catalog: RegionCatalog) -> str:
             lines.append(f"- {entry['id']}: the whole image")
             continue
         if entry["kind"] == "background":
-            lines.append(f"- {entry['id']}: background, everything except the foreground object(s)")
+            lines.append(f"- {entry['id']}: background, everything except the foreground object(s) and text")
             continue
         area = (x1 - x0) * (y1 - y0)
         lines.append(

@@ -7,7 +7,8 @@ A region is one of:
   height, origin top left);
 - a mask reference ``"mask:<image id>"``: a stored grayscale image, white where the region is;
 - ``"whole"``: the whole image;
-- ``"background"``: the complement of the foreground objects of the region catalog.
+- ``"background"``: everything except the region catalog's foreground objects and its text (text boxes
+  grown by a margin), so that editing the background leaves the product and the words alone.
 
 Everything invalid raises `RegionError` with a short message a model can act on.
 """
@@ -31,13 +32,16 @@ RegionArg = Annotated[
     str | list[float],
     Field(
         description=(
-            "Where to apply the edit: a region id from the region catalog (e.g. 'r2'), 'whole', 'background', "
-            "a normalized box [x0, y0, x1, y1] with values in 0..1 (origin top left), or 'mask:<image id>'."
+            "Where to apply the edit: a region id from the region catalog (e.g. 'r2'), 'whole', 'background' "
+            "(everything except the foreground object(s) and text), a normalized box [x0, y0, x1, y1] with "
+            "values in 0..1 (origin top left), or 'mask:<image id>'."
         )
     ),
 ]
 
 RegionKind = Literal["text", "object", "background", "whole"]
+#: Text boxes grow by this fraction of their height where they are kept out of another region (`text_mask`).
+TEXT_MARGIN = 1 / 3
 _CATALOG_ID = re.compile(r"^r\d+$")
 
 
@@ -207,13 +211,29 @@ def _entry_mask(entry: CatalogRegion, size: tuple[int, int], store: ImageStore |
 def foreground_mask(
     catalog: RegionCatalog | None, size: tuple[int, int], store: ImageStore | None
 ) -> np.ndarray:
-    """Union of the catalog's object regions: what `background` excludes."""
+    """Union of the catalog's object regions; `background` excludes it and the catalog's `text_mask`."""
     objects = [entry for entry in (catalog or {"regions": []})["regions"] if entry["kind"] == "object"]
     if not objects:
         raise RegionError("'background' needs a foreground object in the region catalog, and none was found")
     mask = np.zeros((size[1], size[0]), dtype=np.float32)
     for entry in objects:
         mask = np.maximum(mask, _entry_mask(entry, size, store))
+    return mask
+
+
+def text_mask(regions: list[CatalogRegion], size: tuple[int, int]) -> np.ndarray:
+    """Union (H x W float32) of the boxes of the ``text`` entries among `regions`, each grown on every side by
+    `TEXT_MARGIN` of its height (at least 2 px) plus the reach of a tool's feathered edge: OCR boxes can clip
+    the outermost strokes, and nothing kept out of a region should be touched by its soft edge."""
+    width, height = size
+    mask = np.zeros((height, width), dtype=np.float32)
+    reach = int(np.ceil(1.5 * default_feather(size)))  # a feathered blend reaches 3 sigma = 1.5 radius out
+    for entry in regions:
+        if entry["kind"] != "text":
+            continue
+        left, top, right, bottom = box_to_pixels(entry["box"], size)
+        grow = max(2, round(TEXT_MARGIN * (bottom - top))) + reach
+        mask[max(0, top - grow) : bottom + grow, max(0, left - grow) : right + grow] = 1.0
     return mask
 
 
@@ -238,7 +258,8 @@ def region_mask(
         if background and "mask" in background[0]:
             mask = _entry_mask(background[0], size, store)
         else:
-            mask = 1.0 - foreground_mask(catalog, size, store)
+            kept = np.maximum(foreground_mask(catalog, size, store), text_mask(catalog["regions"], size))
+            mask = 1.0 - kept
     else:
         mask = _entry_mask(catalog_entry(catalog, parsed.catalog_id or ""), size, store)
     if mask.sum() < 1:
