@@ -141,7 +141,13 @@ def _task_html(run_dir: Path, result: dict[str, Any]) -> str:
         )
     steps = []
     for step in result["steps"]:
-        line = f"{html.escape(str(step.get('tool')))}({html.escape(_region(step.get('region')))})"
+        args = ", ".join(
+            f"{key}={value!r}"
+            for key, value in (step.get("args") or {}).items()
+            if key not in ("region", "image_id") and value is not None
+        )
+        call = f"{step.get('tool')}({_region(step.get('region'))}{', ' + args if args else ''})"
+        line = html.escape(call if len(call) <= 110 else call[:107] + "...")
         if step.get("error"):
             line += f' <span class="error">error: {html.escape(str(step["error"])[:160])}</span>'
         steps.append(line)
