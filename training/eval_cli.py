@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -46,9 +47,14 @@ def _system(args: argparse.Namespace):
 
 def _tasks(args: argparse.Namespace):
     from pixplan.training.benchmarks_external import is_external, load_external
-    from pixplan.training.tasks import bundled_tasks, load_tasks
+    from pixplan.training.tasks import bundled_path, bundled_tasks, load_tasks
 
     if args.tasks is None:
+        if not (bundled_path() / "tasks.jsonl").exists():
+            print(
+                f"generating the bundled benchmark into {bundled_path()} (once; about a minute)",
+                file=sys.stderr,
+            )
         tasks = bundled_tasks(args.split)
     elif is_external(Path(args.tasks)):
         tasks = load_external(Path(args.tasks))
