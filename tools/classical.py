@@ -287,8 +287,8 @@ def replace_background(
 ) -> tuple[str, ImageRef]:
     """Replace the background with a solid colour, a gradient or a procedural texture, keeping the product.
 
-    Only the region changes (by default 'background': everything but the catalog's foreground objects), so the
-    product and other foreground objects stay as they are.
+    Only the region changes (by default 'background': everything but the catalog's foreground objects and
+    text), so the product, other foreground objects and the existing text stay as they are.
 
     Args:
         image_id: Id of the image to edit.

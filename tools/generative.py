@@ -453,13 +453,13 @@ def generate_background(
     seed: Seed = 0,
     config: RunnableConfig = None,
 ) -> tuple[str, ImageRef]:
-    """Paint a new background from a text prompt, keeping the foreground objects untouched.
+    """Paint a new background from a text prompt, keeping the foreground objects and the text untouched.
 
     Args:
         image_id: Id of the image to edit.
         prompt: The new background, e.g. 'a sunlit forest clearing, soft focus'.
         negative_prompt: What the background should not show, e.g. 'people, text'.
-        region: The background to replace: 'background' (everything but the catalog's objects), a region id, a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
+        region: The background to replace: 'background' (everything but the catalog's objects and text), a region id, a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         guidance_scale: How closely to follow the prompt (typically 5-9).
         num_inference_steps: Denoising steps: more is slower and finer (typically 20-50).
         seed: Random seed; the same seed gives the same result.
