@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _region(value: Any) -> str:
+    if value is None:
+        return "its default region"
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value) + "]"
     return str(value)

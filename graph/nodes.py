@@ -551,7 +551,8 @@ class EditNodes:
                 after=image,
                 store=ImageStore(context.store_dir),
                 instruction=step.instruction,
-                region=(call or {"args": {}})["args"].get("region"),
+                # The region the tool really used (its default, when the model left it out).
+                region=image.get("args", {}).get("region", (call or {"args": {}})["args"].get("region")),
                 checklist=[item for item in plan.checklist if item.id in step.serves],
             )
             with metered("judge", usage):
@@ -560,7 +561,7 @@ class EditNodes:
                 failure = result.model_dump()
             else:
                 verdict = result
-        passed = verdict is not None and verdict.score >= state["limits"]["pass_threshold"]
+        passed = verdict is not None and _step_passes(verdict, state["limits"]["pass_threshold"])
         # A judge that fails gives no score: the edit is kept unjudged (the trace says so) rather than retried.
         accepted = passed or (image is not None and verdict is None)
         attempt = Attempt(
@@ -587,7 +588,7 @@ class EditNodes:
                 "step": step.id,
                 "attempt": attempt["attempt"],
                 "tool": attempt["tool"],
-                "region": attempt["args"].get("region"),
+                "region": request.region if image is not None else attempt["args"].get("region"),
                 "score": attempt["score"],
                 "passed": passed,
                 "accepted": accepted,
@@ -639,6 +640,13 @@ class EditNodes:
             "status": "passed" if passed else "finished",
             "usage": usage,
         }
+
+
+def _step_passes(verdict: Verdict, threshold: float) -> bool:
+    """A step passes with a score at the threshold and, where the judge checked the step's requirements, at
+    least one of them met (a step may serve an item that later steps complete, but it must serve one)."""
+    met = not verdict.checklist or any(item.passed for item in verdict.checklist)
+    return verdict.score >= threshold and met
 
 
 def _repeats_a_failure(call: dict[str, Any], earlier: list[Attempt]) -> bool:

@@ -442,3 +442,25 @@ def test_plan_tool_hints_must_name_real_tools():
     plan["steps"][0]["tool"] = "magic_wand"
     errors = validate_plan(Plan.model_validate(plan), None, max_steps=6, tools=[t.name for t in TOOLS])
     assert any("unknown tool 'magic_wand'" in e for e in errors)
+
+
+def test_langgraph_json_points_at_the_graph():
+    import importlib.util
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    config = json.loads((root / "langgraph.json").read_text())
+    path, _, name = config["graphs"]["pixplan"].partition(":")
+    spec = importlib.util.spec_from_file_location("pixplan_langgraph_server", root / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    graph = getattr(module, name)
+    assert set(graph.get_graph().nodes) >= {
+        "perceive",
+        "plan",
+        "orchestrate",
+        "act",
+        "judge_step",
+        "judge_final",
+    }
+    assert "planner_model" in graph.get_context_jsonschema()["properties"]
