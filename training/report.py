@@ -146,7 +146,8 @@ def _task_html(run_dir: Path, result: dict[str, Any]) -> str:
             for key, value in (step.get("args") or {}).items()
             if key not in ("region", "image_id") and value is not None
         )
-        call = f"{step.get('tool')}({_region(step.get('region'))}{', ' + args if args else ''})"
+        where = _region(step["region"]) if step.get("region") is not None else ""  # None: the tool's default
+        call = f"{step.get('tool')}({', '.join(part for part in (where, args) if part)})"
         line = html.escape(call if len(call) <= 110 else call[:107] + "...")
         if step.get("error"):
             line += f' <span class="error">error: {html.escape(str(step["error"])[:160])}</span>'
