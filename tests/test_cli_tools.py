@@ -138,3 +138,24 @@ def test_resolve_demo_region():
     assert resolve_demo_region("@object", catalog) == "r3"
     assert resolve_demo_region("background", catalog) == "background"
     assert resolve_demo_region([0, 0, 1, 1], catalog) == [0, 0, 1, 1]
+
+
+def test_catalog_command_with_a_detector(small_ad, tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from tiny_models import save_grounding_models
+
+    from pixplan.tools.grounding import clear_models
+
+    store = str(tmp_path / "store")
+    missing = ["catalog", str(small_ad), "--detect", "the cup", "--detector-model", str(tmp_path / "none")]
+    assert main([*missing, "--store", store]) == 2
+    assert "could not be loaded" in capsys.readouterr().err
+    models = save_grounding_models(tmp_path / "models")
+    try:
+        arguments = ["catalog", str(small_ad), "--json", "--store", store]
+        assert main([*arguments, "--detect", "the cup", "--detector-model", models["detector_model"]]) == 0
+    finally:
+        clear_models()
+    catalog = json.loads(capsys.readouterr().out)
+    labels = [entry["label"] for entry in catalog["regions"]]
+    assert "the cup" in labels and labels[-2:] == ["background", "whole image"]

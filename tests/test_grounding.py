@@ -122,3 +122,36 @@ def test_grounding_tools_show_the_model_only_its_arguments():
     for grounding_tool in GROUNDING_TOOLS:
         fields = set(grounding_tool.tool_call_schema.model_json_schema()["properties"])
         assert {"image_id", "description"} <= fields and "config" not in fields
+
+
+def test_build_catalog_adds_detections_where_a_detector_is_configured(store, models, make_ad):
+    """Perception with OWLv2: each query's boxes join the catalog as objects, and 'background' excludes them."""
+    from pixplan.tools.grounding import GroundingSettings
+    from pixplan.tools.perception import build_catalog, describe_catalog
+    from pixplan.tools.regions import text_mask
+
+    image, _ = make_ad(size=(400, 400))
+    image_id = store.put(image)["id"]
+    catalog = build_catalog(
+        store,
+        image_id,
+        detect=["the cup", "a logo"],
+        grounding=GroundingSettings(**models),
+        detect_min_score=0.0,
+        detect_max_regions=2,
+    )
+    assert load_catalog(store, image_id) == catalog
+    regions = catalog["regions"]
+    kinds = [entry["kind"] for entry in regions]
+    assert kinds == ["text", "text", "object", "object", "object", "object", "object", "background", "whole"]
+    assert [entry["id"] for entry in regions[:-2]] == [f"r{n}" for n in range(1, 8)]
+    detected = regions[3:7]
+    assert [entry["label"] for entry in detected] == ["the cup", "the cup", "a logo", "a logo"]
+    for entry in detected:
+        assert 0.0 <= entry["score"] <= 1.0 and "mask" not in entry
+        assert f"- {entry['id']} (object): {entry['label']} box" in describe_catalog(catalog)
+    background = region_mask("background", image.size, catalog=catalog, store=store)
+    kept = text_mask(regions, image.size)
+    for entry in regions[2:7]:
+        kept = np.maximum(kept, region_mask(entry["id"], image.size, catalog=catalog, store=store))
+    np.testing.assert_array_equal(background, 1.0 - kept)

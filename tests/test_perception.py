@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -145,3 +148,19 @@ def test_foreground_is_deterministic():
     cv2.setRNGSeed(12345)
     cv2.randu(np.zeros((4, 4), np.float32), 0, 1)
     np.testing.assert_array_equal(foreground_mask(photo), first)
+
+
+def test_build_catalog_without_a_detector_loads_no_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "from pixplan.tools.perception import build_catalog\n"
+        "from pixplan.tools.store import ImageStore\n"
+        f"store = ImageStore({str(tmp_path)!r})\n"
+        "ref = store.put(Image.new('RGB', (64, 48), 'white'))\n"
+        "assert build_catalog(store, ref['id'])['regions'][-1]['id'] == 'whole'\n"
+        "heavy = [name for name in ('torch', 'transformers') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -4,6 +4,7 @@ pixplan tools                                  # every tool, its description and
 pixplan tools run recolor photo.jpg --region r3 --args '{"color": "forestgreen"}' -o green.png
 pixplan tools demo -o out/                     # every tool on the bundled example ad, plus a contact sheet
 pixplan catalog photo.jpg                      # the named regions perception finds
+pixplan catalog photo.jpg --detect "the bottle"  # plus open-vocabulary detections (OWLv2 weights needed)
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     catalog.add_argument("--json", action="store_true", help="print the catalog as JSON")
     catalog.add_argument(
         "--store", help="image store folder (default $PIXPLAN_STORE or ~/.cache/pixplan/store)"
+    )
+    catalog.add_argument(
+        "--detect",
+        action="append",
+        default=[],
+        metavar="QUERY",
+        help="also add the boxes an open-vocabulary detector (OWLv2) finds for QUERY, e.g. 'the bottle' "
+        "(repeatable; needs torch, transformers and the detector's weights)",
+    )
+    catalog.add_argument(
+        "--detector-model", help="OWLv2 model id or local folder (default $PIXPLAN_DETECTOR_MODEL)"
     )
     catalog.set_defaults(func=show_catalog)
 
@@ -200,7 +212,19 @@ def show_catalog(args: argparse.Namespace) -> int:
     except ImageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    catalog = _catalog(store, image_id)
+    if args.detect:  # a fresh catalog: a stored one may have been built without these detections
+        from pixplan.tools.generative import ModelUnavailableError
+        from pixplan.tools.grounding import GroundingSettings
+        from pixplan.tools.perception import build_catalog
+
+        model = {"detector_model": args.detector_model} if args.detector_model else {}
+        try:
+            catalog = build_catalog(store, image_id, detect=args.detect, grounding=GroundingSettings(**model))
+        except ModelUnavailableError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    else:
+        catalog = _catalog(store, image_id)
     print(json.dumps(catalog, indent=1) if args.json else describe_catalog(catalog))
     return 0
 

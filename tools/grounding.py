@@ -185,16 +185,19 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 # ---------------------------------------------------------------------------------------------- catalog
 
 
-def add_regions(store: ImageStore, image_id: str, regions: list[dict[str, Any]]) -> list[CatalogRegion]:
-    """Add object regions (box, label, score, optional mask) to the image's catalog under new ids ``rN``.
+def find_boxes(
+    image: Image.Image, description: str, settings: GroundingSettings, *, min_score: float, max_regions: int
+) -> list[dict[str, Any]]:
+    """`detect`'s boxes as regions for `append_regions`: normalized box, the description as label, score."""
+    return [
+        {"box": pixels_to_box(*item["box"], image.size), "label": description, "score": item["score"]}
+        for item in detect(image, description, settings, min_score=min_score, max_regions=max_regions)
+    ]
 
-    The catalog is the one `load_catalog` finds (the image's or its nearest ancestor's); an image without one
-    gets a new catalog. Returns the added entries.
-    """
-    image = store.ref(image_id)
-    catalog: RegionCatalog = load_catalog(store, image_id) or RegionCatalog(
-        image_id=image_id, width=image["width"], height=image["height"], regions=[]
-    )
+
+def append_regions(catalog: RegionCatalog, regions: list[dict[str, Any]]) -> list[CatalogRegion]:
+    """Append object regions (box, label, score, optional mask) to `catalog` under new ids ``rN`` (after the
+    highest one it has); returns the added entries."""
     numbers = [int(entry["id"][1:]) for entry in catalog["regions"] if entry["id"][1:].isdigit()]
     next_number = max(numbers, default=0) + 1
     added: list[CatalogRegion] = []
@@ -205,7 +208,21 @@ def add_regions(store: ImageStore, image_id: str, regions: list[dict[str, Any]])
             entry["mask"] = region["mask"]
         added.append(entry)
         next_number += 1
-    catalog["regions"] = [*catalog["regions"], *added]
+    catalog["regions"].extend(added)
+    return added
+
+
+def add_regions(store: ImageStore, image_id: str, regions: list[dict[str, Any]]) -> list[CatalogRegion]:
+    """Add object regions (box, label, score, optional mask) to the image's stored catalog under new ids ``rN``.
+
+    The catalog is the one `load_catalog` finds (the image's or its nearest ancestor's); an image without one
+    gets a new catalog. Returns the added entries.
+    """
+    image = store.ref(image_id)
+    catalog: RegionCatalog = load_catalog(store, image_id) or RegionCatalog(
+        image_id=image_id, width=image["width"], height=image["height"], regions=[]
+    )
+    added = append_regions(catalog, regions)
     save_catalog(store, catalog)
     return added
 
@@ -242,20 +259,13 @@ def find_region(
     store = store_from_config(config)
     image = load_for_edit(store, image_id)
     settings = settings_from_config(config)
-    found = detect(image, description, settings, min_score=min_score, max_regions=max_regions)
+    found = find_boxes(image, description, settings, min_score=min_score, max_regions=max_regions)
     if not found:
         raise ToolException(
             f"nothing matching {description!r} was found with confidence >= {min_score}; "
             "describe it differently or lower min_score"
         )
-    added = add_regions(
-        store,
-        image_id,
-        [
-            {"box": pixels_to_box(*item["box"], image.size), "label": description, "score": item["score"]}
-            for item in found
-        ],
-    )
+    added = add_regions(store, image_id, found)
     return f"found {len(added)} region(s) for {description!r}: {_describe(added)}", store.ref(image_id)
 
 

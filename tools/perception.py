@@ -2,8 +2,9 @@
 
 `build_catalog` names the candidate regions an edit can target: each text line read by OCR (``r1``, ``r2``, ...
 in reading order, with its string), the salient foreground object (a GrabCut mask seeded by a saliency map,
-stored as a mask image), and the implicit ``background`` (everything except the foreground and the text lines,
-grown by a margin) and ``whole``.
+stored as a mask image), the boxes an open-vocabulary detector finds for the queries a caller gives (where a
+detector is configured: `pixplan.tools.grounding`, OWLv2), and the implicit ``background`` (everything except
+the objects and the text lines, grown by a margin) and ``whole``.
 `describe_catalog` renders a catalog as the compact text a model reads; `read_text` is the OCR the metric judge
 reuses to check what a region says.
 
@@ -13,7 +14,8 @@ The OCR engine (rapidocr's ONNX models, shipped in its wheel) loads lazily, once
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -22,12 +24,15 @@ from PIL import Image
 from pixplan.tools.regions import (
     CatalogRegion,
     RegionCatalog,
+    background_mask,
     box_to_pixels,
     pixels_to_box,
     save_catalog,
-    text_mask,
 )
 from pixplan.tools.store import ImageStore
+
+if TYPE_CHECKING:
+    from pixplan.tools.grounding import GroundingSettings
 
 #: Longest image side the OCR text detector sees; larger images are scaled down for detection only.
 OCR_DETECTION_SIDE = 736
@@ -316,17 +321,38 @@ def foreground_mask(
 # ---------------------------------------------------------------------------------------------------- catalog
 
 
-def build_catalog(store: ImageStore, image_id: str, *, save: bool = True) -> RegionCatalog:
+def build_catalog(
+    store: ImageStore,
+    image_id: str,
+    *,
+    save: bool = True,
+    detect: Sequence[str] = (),
+    grounding: GroundingSettings | None = None,
+    detect_min_score: float = 0.1,
+    detect_max_regions: int = 3,
+) -> RegionCatalog:
     """Find the named regions of a stored image, and (by default) save the catalog beside it.
 
     Regions: ``r1``, ``r2``, ... for the text lines in reading order (kind ``text``, with the OCR string), then
-    the salient foreground (kind ``object``, label ``main object``, with a stored mask), then ``background``
-    (everything except the foreground and the text lines grown by `regions.text_mask`'s margin, with its own
-    stored mask) and ``whole``. Masks are stored as grayscale images whose parent is the image.
+    the salient foreground (kind ``object``, label ``main object``, with a stored mask), then, for each query in
+    `detect`, the boxes an open-vocabulary detector finds (kind ``object``, labelled with the query, with their
+    score; at most `detect_max_regions` per query, each at least `detect_min_score`), then ``background``
+    (everything except the objects and the text lines grown by `regions.text_mask`'s margin, with its own
+    stored mask; only where there is an object) and ``whole``. Masks are stored as grayscale images whose
+    parent is the image.
+
+    Detection runs the model of `grounding` (`pixplan.tools.grounding.GroundingSettings`; default: its
+    environment defaults, ``PIXPLAN_DETECTOR_MODEL``); torch and transformers load only when `detect` is given.
     """
+    if detect:  # load the detector first: a missing model fails before OCR and segmentation run
+        from pixplan.tools import grounding as grounding_module
+
+        settings = grounding or grounding_module.GroundingSettings()
+        grounding_module.load_model(settings.detector_model, "detector", settings.device)
     image = store.get(image_id).convert("RGB")
     size = image.size
-    regions: list[CatalogRegion] = []
+    catalog = RegionCatalog(image_id=image_id, width=size[0], height=size[1], regions=[])
+    regions = catalog["regions"]
     lines = ocr_lines(image)
     for line in lines:
         regions.append(
@@ -354,7 +380,14 @@ def build_catalog(store: ImageStore, image_id: str, *, save: bool = True) -> Reg
                 mask=mask_ref["id"],
             )
         )
-        background = ~foreground & (text_mask(regions, size) == 0)
+    if detect:
+        for query in detect:
+            found = grounding_module.find_boxes(
+                image, query, settings, min_score=detect_min_score, max_regions=detect_max_regions
+            )
+            grounding_module.append_regions(catalog, found)
+    if any(entry["kind"] == "object" for entry in regions):
+        background = background_mask(catalog, size, store) > 0.5
         background_ref = store.put(
             Image.fromarray(background.astype(np.uint8) * 255, "L"), parent=image_id, tool="perception"
         )
@@ -368,7 +401,6 @@ def build_catalog(store: ImageStore, image_id: str, *, save: bool = True) -> Reg
             )
         )
     regions.append(CatalogRegion(id="whole", box=[0.0, 0.0, 1.0, 1.0], kind="whole", label="whole image"))
-    catalog = RegionCatalog(image_id=image_id, width=size[0], height=size[1], regions=regions)
     if save:
         save_catalog(store, catalog)
     return catalog

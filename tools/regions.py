@@ -221,6 +221,14 @@ def foreground_mask(
     return mask
 
 
+def background_mask(
+    catalog: RegionCatalog | None, size: tuple[int, int], store: ImageStore | None
+) -> np.ndarray:
+    """Everything except the catalog's objects (`foreground_mask`) and its grown text boxes (`text_mask`)."""
+    objects = foreground_mask(catalog, size, store)
+    return 1.0 - np.maximum(objects, text_mask(catalog["regions"] if catalog else [], size))
+
+
 def text_mask(regions: list[CatalogRegion], size: tuple[int, int]) -> np.ndarray:
     """Union (H x W float32) of the boxes of the ``text`` entries among `regions`, each grown on every side by
     `TEXT_MARGIN` of its height (at least 2 px) plus the reach of a tool's feathered edge: OCR boxes can clip
@@ -258,8 +266,7 @@ def region_mask(
         if background and "mask" in background[0]:
             mask = _entry_mask(background[0], size, store)
         else:
-            kept = np.maximum(foreground_mask(catalog, size, store), text_mask(catalog["regions"], size))
-            mask = 1.0 - kept
+            mask = background_mask(catalog, size, store)
     else:
         mask = _entry_mask(catalog_entry(catalog, parsed.catalog_id or ""), size, store)
     if mask.sum() < 1:
