@@ -226,6 +226,15 @@ def _indexed_id(prefix: str) -> Callable[[ChoiceContext], list[str]]:
     return lambda ctx: [f"{prefix}{ctx.path[1] + 1}"]
 
 
+_LISTED_NAME = re.compile(r"^- ([a-z][a-z_]*[a-z]): ", re.MULTILINE)
+
+
+def listed_tool_names(ctx: ChoiceContext) -> list[str] | None:
+    """Tool names listed in the prompt as ``- name: description`` lines (how pixplan's planner prompt lists
+    them); None (a free string) when there are none."""
+    return _unique(_LISTED_NAME.findall(ctx.prompt)) or None
+
+
 def _checklist_ids(ctx: ChoiceContext) -> list[str]:
     return [
         item["id"]
@@ -245,8 +254,9 @@ def _nth_prompt_checklist_id(ctx: ChoiceContext) -> list[str] | None:
 
 
 def default_choices(schema: Any) -> dict[str, Choices]:
-    """Hints for pixplan's own structured outputs: plan ids are numbered, steps serve the plan's checklist ids,
-    a verdict's items are the checklist ids of the prompt, and every ``region`` is a catalog region."""
+    """Hints for pixplan's own structured outputs: plan ids are numbered, steps serve the plan's checklist ids and
+    name a tool listed in the prompt, check regions are catalog regions, a verdict's items are the checklist ids
+    of the prompt."""
     from pixplan.graph.schemas import Plan, Verdict
 
     hints: dict[str, Choices] = {}
@@ -255,6 +265,7 @@ def default_choices(schema: Any) -> dict[str, Choices]:
             "checklist.*.id": _indexed_id("c"),
             "steps.*.id": _indexed_id("s"),
             "steps.*.serves.*": _checklist_ids,
+            "steps.*.tool": listed_tool_names,
             "checklist.*.check.region": region_choices,
         }
     elif schema is Verdict:
@@ -691,21 +702,30 @@ class ConstrainedDecoder:
         return self.value(keep[self.decide(options)], defs, path, root)
 
     def _object(self, schema: dict, defs: dict, path: tuple, root: Any) -> dict:
+        """Required properties in schema order; optional ones all (structured outputs) or, for tool calls, those
+        the model picks: after each value it chooses between going on and ending the object, then which key."""
         obj: dict[str, Any] = {}
         if root is None:
             root = obj
         else:
             self._attach(root, path, obj)
         required = set(schema.get("required", []))
-        props = [
-            (k, v)
-            for k, v in schema.get("properties", {}).items()
-            if k in required or self.settings.include_optional
-        ]
+        props = schema.get("properties", {})
+        chosen = [k for k in props if k in required or self.settings.include_optional]
         self.force("{")
-        for i, (key, sub) in enumerate(props):
-            self.force((", " if i else "") + format_json(key) + ": ")
-            self.value(sub, defs, (*path, key), root)
+        for key in chosen:
+            self.force((", " if obj else "") + format_json(key) + ": ")
+            obj[key] = None
+            self.value(props[key], defs, (*path, key), root)
+        remaining = [k for k in props if k not in chosen]
+        while remaining:  # one more optional key, or the end? then which key?
+            if self.decide(["," if obj else '"', "}"]) == 1:
+                break
+            prefix = ", " if obj else ""
+            key = remaining.pop(self.decide([prefix + format_json(k) for k in remaining]))
+            self.force(prefix + format_json(key) + ": ")
+            obj[key] = None
+            self.value(props[key], defs, (*path, key), root)
         self.force("}")
         return obj
 
@@ -885,6 +905,16 @@ class LocalChatModel(BaseChatModel):
     max_retries: int = 2
     force_tool_calls: bool = True
     choices: dict[str, Any] = Field(default_factory=dict, description="Extra choice hints (see Choices).")
+    profile: dict[str, Any] | None = Field(
+        default_factory=lambda: {
+            "text_inputs": True,
+            "image_inputs": False,
+            "tool_calling": True,
+            "tool_choice": True,
+            "structured_output": True,
+            "open_weights": True,
+        }
+    )
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _vocab: _Vocab | None = PrivateAttr(default=None)

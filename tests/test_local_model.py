@@ -68,6 +68,9 @@ def set_tone(image_id: str, region: str | list[float], warmth: float, mode: Lite
 
 
 TOOLS = [recolor, blur, set_tone]
+TOOL_LIST = "Tools the steps can use:\n" + "\n".join(
+    f"- {t.name}: {t.description.splitlines()[0]}" for t in TOOLS
+)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +126,10 @@ def test_messages_render_with_tools_and_tool_results():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_constrained_plan_is_valid_from_random_weights(lm, seed):
     plan = lm.with_structured_output(Plan).invoke(
-        [SystemMessage("Plan the edit."), HumanMessage("Goal: make the ad eco-friendly.\n" + CATALOG)],
+        [
+            SystemMessage("Plan the edit."),
+            HumanMessage("Goal: make the ad eco-friendly.\n" + CATALOG + TOOL_LIST),
+        ],
         temperature=1.0,
         seed=seed,
     )
@@ -134,6 +140,7 @@ def test_constrained_plan_is_valid_from_random_weights(lm, seed):
     for step in plan.steps:
         assert step.serves and set(step.serves) <= set(ids)
         assert step.instruction
+        assert step.tool in ("recolor", "blur", "set_tone")  # a tool listed in the prompt
     for item in plan.checklist:
         if item.check is not None and isinstance(item.check.region, str):
             assert item.check.region in {"r1", "r2", "whole", "background"}
@@ -233,3 +240,19 @@ def test_usage_tracker_counts_calls_and_tokens(lm):
     usage = tracker.usage()
     assert usage["calls"] == 2 and usage["errors"] == 0
     assert usage["input_tokens"] > 100 and usage["output_tokens"] > 0 and usage["seconds"] > 0
+
+
+def test_every_library_tool_gets_a_valid_constrained_call(lm):
+    from pixplan.tools import TOOLS as LIBRARY
+
+    optional_seen = set()
+    for i, library_tool in enumerate(LIBRARY):
+        message = lm.bind_tools(LIBRARY, tool_choice=library_tool.name).invoke(
+            CATALOG + f"Step s1: use {library_tool.name}.", temperature=1.0, seed=i
+        )
+        (call,) = message.tool_calls
+        assert call["name"] == library_tool.name
+        library_tool.tool_call_schema.model_validate(call["args"])
+        schema = library_tool.tool_call_schema.model_json_schema()
+        optional_seen |= set(call["args"]) - set(schema.get("required", []))
+    assert optional_seen  # optional arguments are the model's choice, and it makes some
