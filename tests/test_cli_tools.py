@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pixplan.tools import TOOLS
+from pixplan.tools import GENERATIVE_TOOLS, GROUNDING_TOOLS, TOOLS
 from pixplan.tools.cli import EXAMPLE, resolve_demo_region
 from pixplan.training.cli import main
 
@@ -159,3 +161,39 @@ def test_catalog_command_with_a_detector(small_ad, tmp_path, capsys):
     catalog = json.loads(capsys.readouterr().out)
     labels = [entry["label"] for entry in catalog["regions"]]
     assert "the cup" in labels and labels[-2:] == ["background", "whole image"]
+
+
+def test_list_generative_and_grounding_tools_without_loading_torch():
+    code = (
+        "import sys\n"
+        "from pixplan.training.cli import main\n"
+        "assert main(['tools', '--all']) == 0\n"
+        "heavy = [name for name in ('torch', 'diffusers', 'transformers') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for tool in [*TOOLS, *GENERATIVE_TOOLS, *GROUNDING_TOOLS]:
+        assert f"\n{tool.name}: " in out, tool.name
+    assert "inpaint_region" in out and "find_region" in out
+    assert "description (string; required)" in out  # a grounding tool's own argument
+
+
+@pytest.mark.parametrize(
+    ("flag", "shown", "hidden"),
+    [
+        ([], [], ["GENERATIVE", "GROUNDING"]),
+        (["--generative"], ["GENERATIVE"], ["GROUNDING"]),
+        (["--grounding"], ["GROUNDING"], ["GENERATIVE"]),
+        (["--generative", "--grounding"], ["GENERATIVE", "GROUNDING"], []),
+    ],
+)
+def test_list_tools_flags(capsys, flag, shown, hidden):
+    lists = {"GENERATIVE": GENERATIVE_TOOLS, "GROUNDING": GROUNDING_TOOLS}
+    assert main(["tools", *flag]) == 0
+    out = capsys.readouterr().out
+    for name in shown:
+        assert all(f"\n{tool.name}: " in out for tool in lists[name]), name
+    for name in hidden:
+        assert not any(f"\n{tool.name}: " in out for tool in lists[name]), name

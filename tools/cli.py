@@ -1,6 +1,7 @@
 """`pixplan tools` and `pixplan catalog`: list the tools, run one on an image, demo them all, show regions.
 
-pixplan tools                                  # every tool, its description and arguments
+pixplan tools                                  # every classical tool, its description and arguments
+pixplan tools --all                            # also the generative and grounding tools
 pixplan tools run recolor photo.jpg --region r3 --args '{"color": "forestgreen"}' -o green.png
 pixplan tools demo -o out/                     # every tool on the bundled example ad, plus a contact sheet
 pixplan catalog photo.jpg                      # the named regions perception finds
@@ -43,8 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tools = subparsers.add_parser(
         "tools",
         help="list the editing tools, run one on an image, or demo them all",
-        description="Without a subcommand: list every tool with its description and arguments.",
+        description="Without a subcommand: list every classical tool with its description and arguments "
+        "(--generative, --grounding or --all: also those tools).",
     )
+    tools.add_argument(
+        "--generative", action="store_true", help="also list the generative tools (diffusers models)"
+    )
+    tools.add_argument(
+        "--grounding", action="store_true", help="also list the grounding tools (detection, segmentation)"
+    )
+    tools.add_argument("--all", action="store_true", help="list every tool: classical, generative, grounding")
     tools.set_defaults(func=list_tools)
     actions = tools.add_subparsers(dest="action", metavar="ACTION")
 
@@ -122,12 +131,23 @@ def _type_name(spec: dict[str, Any]) -> str:
 
 
 def list_tools(args: argparse.Namespace) -> int:
-    from pixplan.tools import TOOLS
+    """The classical tools and, when asked, the generative and grounding ones (listing them loads no torch)."""
+    import pixplan.tools
 
-    print(f"{len(TOOLS)} tools (every one takes image_id and a region):\n")
-    for tool in TOOLS:
+    print(f"{len(pixplan.tools.TOOLS)} classical tools (every one takes image_id and a region):\n")
+    for tool in pixplan.tools.TOOLS:
         print(describe_tool(tool) + "\n")
-    print("Run one: pixplan tools run TOOL IMAGE --region R --args JSON -o OUT.png")
+    if args.generative or args.all:
+        tools = pixplan.tools.GENERATIVE_TOOLS
+        print(f"{len(tools)} generative tools (diffusers; models from the user's settings):\n")
+        for tool in tools:
+            print(describe_tool(tool) + "\n")
+    if args.grounding or args.all:
+        tools = pixplan.tools.GROUNDING_TOOLS
+        print(f"{len(tools)} grounding tools (transformers; they add regions to the catalog):\n")
+        for tool in tools:
+            print(describe_tool(tool) + "\n")
+    print("Run a classical tool: pixplan tools run TOOL IMAGE --region R --args JSON -o OUT.png")
     return 0
 
 
