@@ -100,6 +100,12 @@ def run_eval(args: argparse.Namespace) -> int:
         settings={**settings, "split": args.split, "tasks": args.tasks or "bundled"},
     )
     print(markdown_table([summary]), end="")
+    if summary["n_scored"] < summary["n_tasks"]:
+        print(
+            f"{summary['n_tasks'] - summary['n_scored']} tasks have no item the judge could verify "
+            "(the metric judge needs typed checks: try --judge <chat model spec>)",
+            file=sys.stderr,
+        )
     this_run = summary["this_run"]
     print(
         f"\n{this_run['evaluated']} tasks evaluated, {this_run['cached']} cached, "
