@@ -34,7 +34,7 @@ from pixplan.tools.regions import RegionCatalog, save_catalog
 from pixplan.tools.store import ImageRef, ImageStore, open_image
 
 #: Bump when generation changes: the cache folder is keyed by it.
-BENCHMARK_VERSION = "v2"
+BENCHMARK_VERSION = "v3"
 DEFAULT_SEED = 0
 DEFAULT_PER_FAMILY = 25
 SPLIT_SIZES = {"test": 4, "val": 4}  # per family; the rest is train
@@ -325,13 +325,11 @@ def _background_label(stat: str, low: float, high: float) -> str:
     if stat == "brightness":
         return "dark" if high <= 0.3 else "light" if low >= 0.6 else "mid-toned"
     if stat == "saturation":
-        return (
-            "muted, almost colourless"
-            if high <= 0.15
-            else "vivid and colourful"
-            if low >= 0.4
-            else "softly coloured"
-        )
+        if high <= 0.15:
+            return "muted, almost colourless"
+        if high < 0.6:
+            return "softly coloured, neither grey nor garish"
+        return "vivid and colourful" if low >= 0.3 else "clearly coloured, not grey"
     return "warm"
 
 
@@ -577,11 +575,16 @@ def _checklist(spec: dict[str, Any], family: dict[str, Any]) -> tuple[list[dict[
         )
     element = family["element"]
     slot = _grow(spec["boxes"]["slot"], 0.3)
+    x0, y0 = spec["boxes"]["slot"][:2]
+    where = ("at the bottom right" if x0 > 0.5 else "at the bottom left") if y0 > 0.6 else "left of the photo"
     if element is not None and element["tool"] == "add_icon":
-        add(f"a {element['icon']} icon is added in the free corner", {"type": "new_element", "region": slot})
+        add(
+            f"a {element['icon']} icon is added in the free space {where}",
+            {"type": "new_element", "region": slot},
+        )
     elif element is not None:
         add(
-            f"a badge reading {element['text']!r} is added in the free corner",
+            f"a badge reading {element['text']!r} is added in the free space {where}",
             {"type": "text_contains", "region": slot, "any_of": family["element_words"]},
         )
     if element is None:  # minimalist: the old badge goes
