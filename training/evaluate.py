@@ -313,13 +313,23 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str]) -
         a = summary_a["per_family"].get(family, {}).get("mean_score")
         b = summary_b["per_family"].get(family, {}).get("mean_score")
         lines.append(f"| {family} | {_number(a)} | {_number(b)} | {delta(a, b)} |")
-    lines += ["", f"| task | {name_a} | {name_b} | difference |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"| task | {name_a} | {name_b} | difference | items that flipped |",
+        "|---|---:|---:|---:|---|",
+    ]
     common = sorted(set(results_a) & set(results_b))
     changed = [task for task in common if results_a[task]["score"] != results_b[task]["score"]]
-    changed.sort(key=lambda task: (results_b[task]["score"] or 0) - (results_a[task]["score"] or 0))
+    changed.sort(key=lambda task: -abs((results_b[task]["score"] or 0) - (results_a[task]["score"] or 0)))
     for task in changed:
         a, b = results_a[task]["score"], results_b[task]["score"]
-        lines.append(f"| {task} | {_number(a)} | {_number(b)} | {delta(a, b)} |")
+        before = {item["id"]: item["passed"] for item in results_a[task]["items"]}
+        flipped = ", ".join(
+            f"{item['id']} {'fail -> pass' if item['passed'] else 'pass -> fail'}"
+            for item in results_b[task]["items"]
+            if item["id"] in before and before[item["id"]] != item["passed"]
+        )
+        lines.append(f"| {task} | {_number(a)} | {_number(b)} | {delta(a, b)} | {flipped} |")
     only = sorted(set(results_a) ^ set(results_b))
     lines.append(
         f"\n{len(common)} tasks in both, {len(changed)} with different scores; {len(only)} in one run only."
