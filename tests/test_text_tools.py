@@ -206,3 +206,36 @@ def test_load_font_falls_back_to_pillows_scalable_font(monkeypatch, tmp_path):
         assert fallback.getbbox("H")[3] - fallback.getbbox("H")[1] > 20  # scalable: 40 px is large
     finally:
         load_font.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("case", "text_color"),
+    [("straddles a band's edge", (255, 220, 90)), ("lies on a busy photograph", (255, 230, 0))],
+)
+def test_replace_text_leaves_no_ghosts_of_the_old_letters(store, tool_config, make_ad, case, text_color):
+    """Beyond the new, shorter text the old letters are gone: the background comes back as it was, within
+    what inpainting can guess, and no pixel keeps the old text's colour."""
+    if case == "straddles a band's edge":  # the text's box holds the band, its backdrop and the text
+        clean, _ = make_ad(size=(600, 600), headline="", caption="")
+        centre, words, size = (300, 428), "HALF IN HALF OUT", 40
+    else:
+        clean = Image.fromarray(skimage.data.astronaut()).resize((512, 512))
+        centre, words, size = (256, 460), "Explore more", 40
+    image = clean.copy()
+    draw = ImageDraw.Draw(image)
+    draw.text(centre, words, font=load_font(size), fill=text_color, anchor="mm")
+    left, top, right, bottom = draw.textbbox(centre, words, font=load_font(size), anchor="mm")
+    image_id = store.put(image)["id"]
+    region = [value / image.width for value in (left - 10, top - 10, right + 10, bottom + 10)]
+    _, ref = call(replace_text, tool_config, image_id=image_id, region=region, text="OK")
+    after = np.asarray(store.get(ref["id"]), np.int16)
+    truth = np.asarray(clean, np.int16)
+    # Both ends of the old line, clear of the new word in the middle.
+    ends = np.zeros(after.shape[:2], dtype=bool)
+    ends[top - 4 : bottom + 4, left - 4 : left + (right - left) // 3] = True
+    ends[top - 4 : bottom + 4, right - (right - left) // 3 : right + 4] = True
+    remnants = (np.abs(after - text_color).max(axis=-1) < 60) & (
+        np.abs(truth - text_color).max(axis=-1) >= 100
+    )
+    assert remnants[ends].sum() <= 20, f"{remnants[ends].sum()} pixels keep the old text's colour"
+    assert np.abs(after - truth).max(axis=-1)[ends].mean() < 25

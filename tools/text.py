@@ -40,6 +40,11 @@ FONT_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 LINE_SPACING = 0.2
 Effect = Literal["auto", "none", "shadow", "outline"]
 
+#: A pixel is text when it lies at least this far (0..1) from its background colour towards the text colour.
+GLYPH_ALPHA = 0.2
+#: Least distance (8-bit Lab units) from every background colour for a pixel to count as a glyph's core.
+MIN_TEXT_CONTRAST = 12.0
+
 _DARK = (20, 20, 20)
 _LIGHT = (255, 255, 255)
 
@@ -216,26 +221,55 @@ def _largest_rectangle(grid: np.ndarray, aspect: float | None = None) -> tuple[i
 # --------------------------------------------------------------------------------------------- erase
 
 
-def _split_text_pixels(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+def _split_text_pixels(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int], float]:
     """Separate the glyphs of a text box from what lies behind them.
 
-    Two colour clusters (k-means in Lab); the one that owns most of the box's edge is the background, the other
-    is the text. Returns the text mask and the text colour (median of the glyphs' cores, off their
-    anti-aliased edges).
+    The background's colours are those of the box's edge (k-means in Lab, up to three clusters, each at least
+    5% of the edge, so a box that straddles a band and its backdrop knows both). Every pixel's distance to the
+    nearest of them says how unlike the background it is; Otsu's split of those distances finds the glyphs'
+    cores, whose median is the text colour. A pixel then belongs to the text when it lies at least
+    `GLYPH_ALPHA` of the way from its background colour towards the text colour, near the line between the
+    two: that takes the anti-aliased edges too, which would otherwise stay behind as a faint outline.
+
+    Returns the text mask, the text colour and the glyphs' stroke width in pixels.
     """
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    height, width = rgb.shape[:2]
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ring = np.ones((height, width), dtype=bool)
+    ring[2:-2, 2:-2] = False
+    edge = np.ascontiguousarray(lab[ring])
+    clusters = min(3, len(edge))
     cv2.setRNGSeed(0)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 12, 0.5)
-    _, labels, _ = cv2.kmeans(lab, 2, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    labels = labels.reshape(rgb.shape[:2])
-    ring = np.ones(labels.shape, dtype=bool)
-    ring[2:-2, 2:-2] = False
-    background = int(np.bincount(labels[ring].ravel(), minlength=2).argmax())
-    text = labels != background
-    core = cv2.erode(text.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    pixels = rgb[core] if core.sum() >= 20 else rgb[text] if text.any() else rgb.reshape(-1, 3)
-    color = np.median(pixels, axis=0)
-    return text, (int(color[0]), int(color[1]), int(color[2]))
+    _, labels, centres = cv2.kmeans(edge, clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    counts = np.bincount(labels.ravel(), minlength=clusters)
+    centres = centres[counts >= 0.05 * len(edge)]
+    pixels = lab.reshape(-1, 3)
+    distances = np.linalg.norm(pixels[:, None, :] - centres[None, :, :], axis=-1)
+    nearest = centres[distances.argmin(axis=1)]
+    distance = distances.min(axis=1).reshape(height, width)
+    top = float(distance.max())
+    if top < MIN_TEXT_CONTRAST:  # nothing stands out from the background
+        color = np.median(rgb.reshape(-1, 3), axis=0)
+        return np.zeros((height, width), dtype=bool), (int(color[0]), int(color[1]), int(color[2])), 0.0
+    scaled = cv2.convertScaleAbs(distance, alpha=255.0 / top)
+    otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    cores = distance > max(otsu / 255.0 * top, MIN_TEXT_CONTRAST)
+    eroded = cv2.erode(cores.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    source = eroded if eroded.sum() >= 20 else cores
+    text_lab = np.median(lab[source], axis=0)
+    color = np.median(rgb[source], axis=0)
+    # Where each pixel lies on the way from its background colour to the text colour (0 there, 1 at the text).
+    towards = text_lab[None, :] - nearest
+    length = np.maximum((towards**2).sum(axis=1), 1e-6)
+    offset = pixels - nearest
+    alpha = (offset * towards).sum(axis=1) / length
+    off_line = np.linalg.norm(offset - alpha[:, None] * towards, axis=1)
+    text = ((alpha > GLYPH_ALPHA) & (off_line < 0.5 * np.sqrt(length))).reshape(height, width) | cores
+    # Stroke width: area over half the outline, for strokes much longer than wide.
+    outline = cores & ~eroded
+    stroke = 2.0 * float(cores.sum()) / max(float(outline.sum()), 1.0)
+    return text, (int(color[0]), int(color[1]), int(color[2])), stroke
 
 
 def erase_text(
@@ -244,14 +278,15 @@ def erase_text(
     """Erase the text inside pixel `box` of `array` (RGB, modified in place) by inpainting its glyphs.
 
     OCR boxes can clip the outermost strokes, so the glyphs are looked for in the box grown by `pad` pixels;
-    nothing outside that grown box changes. Returns the text's colour and the ink bounds (left, top, right,
-    bottom) of the erased glyphs.
+    nothing outside that grown box changes. The hole is the glyph mask grown by a third of the stroke width
+    (at least 2 pixels), so that inpainting starts from clean background, not from the letters' soft edges.
+    Returns the text's colour and the ink bounds (left, top, right, bottom) of the erased glyphs.
     """
     height, width = array.shape[:2]
     left, top = max(0, box[0] - pad), max(0, box[1] - pad)
     right, bottom = min(width, box[2] + pad), min(height, box[3] + pad)
-    text, color = _split_text_pixels(array[top:bottom, left:right])
-    grow = max(2, round(0.06 * (box[3] - box[1])))
+    text, color, stroke = _split_text_pixels(array[top:bottom, left:right])
+    grow = max(2, round(stroke / 3))
     hole = cv2.dilate(
         text.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)
     )
