@@ -18,12 +18,14 @@ from graph_fakes import (
     tool_call,
 )
 from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from pixplan.graph import build_graph, edit
 from pixplan.graph.context import Context
 from pixplan.graph.metric_judge import MetricJudge
+from pixplan.graph.schemas import Plan
 
 GOAL = "make this advertisement more eco-friendly"
 
@@ -257,3 +259,71 @@ def test_approval_interrupt_accepts_an_edited_plan(store, tmp_path):
     final = graph.invoke(Command(resume=edited), config, context=context)
     assert [a["step_id"] for a in final["attempts"]] == ["s1"]
     assert final["status"] == "passed"
+
+
+def test_transient_tool_errors_are_retried_by_the_retry_policy(store, tmp_path):
+    from langchain_core.tools import tool
+
+    from pixplan.tools import replace_background
+
+    failures = []
+
+    @tool(response_format="content_and_artifact")
+    def flaky_background(image_id: str, region: str, color: str, config: RunnableConfig = None):
+        """Replace the background, after a timeout on the first call.
+
+        Args:
+            image_id: the image.
+            region: where.
+            color: the colour.
+        """
+        if not failures:
+            failures.append("timeout")
+            raise TimeoutError("the backend timed out")
+        call = {"image_id": image_id, "region": region, "color": color}
+        message = replace_background.invoke(
+            {"type": "tool_call", "id": "x", "name": "x", "args": call}, config
+        )
+        return message.content, message.artifact
+
+    plan = copy.deepcopy(ECO_PLAN)
+    plan["steps"] = plan["steps"][:1]
+    calls = {"s1": {"name": "flaky_background", "args": {"region": "background", "color": "forestgreen"}}}
+    ref = put_ad(store)
+    result = edit(
+        ref["id"],
+        GOAL,
+        planner=planner_for(plan),
+        orchestrator=ScriptedChatModel(responses=[], respond=orchestrator_by_step(calls)),
+        judge=MetricJudge(),
+        tools=[flaky_background],
+        store_dir=store.root,
+        db=tmp_path / "cp.sqlite",
+        num_plan_candidates=1,
+    )
+    # The timeout was retried by the node's RetryPolicy (not a judged retry): one attempt, accepted.
+    assert failures == ["timeout"]
+    assert [a["attempt"] for a in result.trace["attempts"]] == [1] and result.trace["attempts"][0]["accepted"]
+
+
+def test_cli_approval_prompt(monkeypatch, capsys):
+    from pathlib import Path
+
+    from pixplan.graph import cli
+
+    def user(prompt=""):
+        if prompt.startswith("accept"):
+            return "e"
+        # "edit the plan in PATH, save it, then press Enter": the user keeps only step s1.
+        path = Path(prompt.split(" in ", 1)[1].split(",", 1)[0])
+        plan = json.loads(path.read_text())
+        plan["steps"], plan["checklist"] = plan["steps"][:1], plan["checklist"][:2]
+        path.write_text(json.dumps(plan))
+        return ""
+
+    monkeypatch.setattr("builtins.input", user)
+    edited = cli._review({"plan": Plan.model_validate(ECO_PLAN).model_dump(), "question": "?"})
+    assert [step["id"] for step in edited["steps"]] == ["s1"]
+    assert '"s2"' in capsys.readouterr().out  # the whole plan was shown first
+    monkeypatch.setattr("builtins.input", lambda prompt="": "")
+    assert cli._review({"plan": {}, "question": "?"}) is True
