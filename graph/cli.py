@@ -85,6 +85,8 @@ def format_event(event: dict[str, Any]) -> str | None:
             outcome = f"no verdict: {event['failure']['message'] if event['failure'] else '?'}"
         else:
             outcome = f"score {event['score']:.2f}"
+            if event.get("failed_items"):
+                outcome += f", not met: {', '.join(event['failed_items'])}"
         status = "accepted" if event["accepted"] else "rejected"
         return f"  judged: {outcome} -> {status}"
     if kind == "final":

@@ -593,6 +593,7 @@ class EditNodes:
                 "passed": passed,
                 "accepted": accepted,
                 "failure": failure,
+                "failed_items": [item.id for item in verdict.checklist if not item.passed] if verdict else [],
                 "reasons": verdict.reasons[:3] if verdict else [],
             }
         )

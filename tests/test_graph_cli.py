@@ -139,6 +139,8 @@ def test_progress_lines():
         }
     )
     assert line == "  judged: score 0.40 -> rejected"
+    failed = {"event": "judged", "score": 0.66, "accepted": False, "failure": None, "failed_items": ["c1"]}
+    assert format_event(failed) == "  judged: score 0.66, not met: c1 -> rejected"
     assert format_event({"event": "retried", "step": "s1", "attempt": 2, "image": "abcdef123456"}).startswith(
         "  retry 2 of s1"
     )
