@@ -58,13 +58,25 @@ def main() -> None:
         """
         return "ok"
 
-    figures: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    figures: dict = {
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+    }
     start = time.perf_counter()
     folder = smollm2_dir()
     figures["first_load_convert_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     model = LocalChatModel.from_pretrained(folder)
     figures["cached_load_s"] = round(time.perf_counter() - start, 2)
+    forwards = []  # model forward passes: a load-independent measure of decoding work
+    model_forward = model.model.forward
+
+    def counted_forward(*args, **kwargs):
+        forwards.append(kwargs["input_ids"].shape[1])
+        return model_forward(*args, **kwargs)
+
+    model.model.forward = counted_forward
 
     catalog = (
         "Image 0123456789abcdef01234567 (768x768). Region catalog:\n"
@@ -72,26 +84,35 @@ def main() -> None:
     )
     plan_prompt = [
         SystemMessage("You plan image edits: a checklist of requirements, then atomic steps."),
-        HumanMessage("Goal: make this advertisement more eco-friendly.\n" + catalog),
+        HumanMessage(
+            "Goal: make this advertisement more eco-friendly.\n"
+            + catalog
+            + "Tools the steps can use:\n- recolor: Change the colour of a region.\n"
+            + "- replace_text: Replace the text of a text region with new text."
+        ),
     ]
     structured = model.with_structured_output(Plan, include_raw=True)
     start = time.perf_counter()
     result = structured.invoke(plan_prompt)
     figures["plan_s"] = round(time.perf_counter() - start, 2)
+    figures["plan_forward_passes"] = len(forwards)
     figures["plan_tokens"] = result["raw"].usage_metadata
     figures["plan"] = result["parsed"].model_dump()
 
     step = [HumanMessage(catalog + 'Step s1: replace the slogan text in r1 with "GO GREEN".')]
     bound = model.bind_tools([recolor, replace_text])
     for label in ("tool_call", "tool_call_again"):  # the second reuses the prompt's KV cache
+        forwards.clear()
         start = time.perf_counter()
         message = bound.invoke(step)
         figures[f"{label}_s"] = round(time.perf_counter() - start, 2)
+        figures[f"{label}_forward_passes"] = f"{len(forwards)} (first feeds {forwards[0]} tokens)"
     figures["tool_call_tokens"] = message.usage_metadata
     figures["tool_call"] = message.tool_calls[0]
     start = time.perf_counter()
     model.invoke("Say hello.", max_new_tokens=20)
     figures["free_text_20_tokens_s"] = round(time.perf_counter() - start, 2)
+    figures["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(figures, indent=1, default=str))
 
 
