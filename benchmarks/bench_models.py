@@ -2,7 +2,7 @@
 one constrained Plan and one constrained tool call.
 
     .venv/bin/python benchmarks/bench_models.py            # first load into a fresh temporary cache
-    .venv/bin/python benchmarks/bench_models.py --threads 2
+    .venv/bin/python benchmarks/bench_models.py --threads 2  # force 2 torch threads (default: 1 when busy)
 
 Prints one JSON object with seconds, tokens and the outputs.
 """
@@ -33,9 +33,6 @@ def main() -> None:
     from pixplan.graph.models import smollm2_dir
     from pixplan.graph.schemas import Plan
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
     @tool
     def recolor(image_id: str, region: str | list[float], color: str) -> str:
         """Change the colour of a region.
@@ -59,7 +56,6 @@ def main() -> None:
         return "ok"
 
     figures: dict = {
-        "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_1min_at_start": round(os.getloadavg()[0], 2),
     }
@@ -67,13 +63,14 @@ def main() -> None:
     folder = smollm2_dir()
     figures["first_load_convert_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    model = LocalChatModel.from_pretrained(folder)
+    model = LocalChatModel.from_pretrained(folder, num_threads=args.threads)
     figures["cached_load_s"] = round(time.perf_counter() - start, 2)
     forwards = []  # model forward passes: a load-independent measure of decoding work
     model_forward = model.model.forward
 
     def counted_forward(*args, **kwargs):
         forwards.append(kwargs["input_ids"].shape[1])
+        figures["torch_threads_while_generating"] = torch.get_num_threads()
         return model_forward(*args, **kwargs)
 
     model.model.forward = counted_forward
