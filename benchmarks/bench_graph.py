@@ -5,7 +5,8 @@
 
 Overhead: an edit of N steps with instant fake models, a no-op tool and an instant judge; wall time (and CPU time
 of all the process's threads, which a busy machine inflates less) divided by the number of node transitions (each
-node run is one transition), best of 3, with an in-memory and a SQLite checkpointer.
+node run is one transition), best of 3, with an in-memory and a SQLite checkpointer (opened as `edit()` opens it,
+with durability "sync" as `edit()` runs it).
 The real edit runs the CLI in a child process and reports its wall time, peak memory (max RSS) and the model
 calls per role from its trace.
 """
@@ -71,7 +72,7 @@ class PassJudge:
 
 
 def fake_edit(
-    steps: int, checkpointer, store: ImageStore, image_id: str, thread: str
+    steps: int, checkpointer, store: ImageStore, image_id: str, thread: str, durability: str = "sync"
 ) -> tuple[float, float, int]:
     """One edit of `steps` steps; returns wall seconds, CPU seconds (all threads) and node transitions."""
     plan = Plan.model_validate(
@@ -97,7 +98,11 @@ def fake_edit(
     config = {"configurable": {"thread_id": thread}, "recursion_limit": 10 * steps + 20}
     start, cpu = time.perf_counter(), time.process_time()
     updates = graph.stream(
-        {"image": image_id, "goal": "bench"}, config, context=context, stream_mode="updates"
+        {"image": image_id, "goal": "bench"},
+        config,
+        context=context,
+        stream_mode="updates",
+        durability=durability,
     )
     transitions = sum(1 for _ in updates)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu

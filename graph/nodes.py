@@ -540,7 +540,11 @@ class EditNodes:
         failure: dict[str, Any] | None = None
         usage: dict[str, RoleUsage] = {}
         if image is None:
-            reason = "the tool calls failed" if call else "the orchestrator made no tool call"
+            errors = _tool_errors(messages)
+            if call is None:
+                reason = "the orchestrator made no tool call"
+            else:
+                reason = f"no tool call succeeded ({len(errors)} errors; last: {errors[-1][:160] if errors else '-'})"
             failure = {"kind": "no_image", "message": reason}
         else:
             request = JudgeRequest(
