@@ -327,3 +327,31 @@ def test_cli_approval_prompt(monkeypatch, capsys):
     assert '"s2"' in capsys.readouterr().out  # the whole plan was shown first
     monkeypatch.setattr("builtins.input", lambda prompt="": "")
     assert cli._review({"plan": {}, "question": "?"}) is True
+
+
+def test_an_llm_judge_drives_the_graph_and_its_calls_are_counted(store, tmp_path):
+    from pixplan.graph.llm_judge import LLMJudge
+
+    verdict = {
+        "reasons": ["the background reads as nature", "the cup is untouched"],
+        "instruction_adherence": 9,
+        "plausibility": 8,
+        "preservation": 9,
+        "checklist": [],
+        "fix_instructions": "",
+    }
+    judge_model = ScriptedChatModel(responses=[AIMessage(content=json.dumps(verdict))])
+    ref = put_ad(store)
+    result = edit(
+        ref["id"],
+        GOAL,
+        planner=planner_for(ECO_PLAN),
+        orchestrator=ScriptedChatModel(responses=[], respond=orchestrator_by_step(ECO_CALLS)),
+        judge=LLMJudge(judge_model, cache_dir=False),
+        store_dir=store.root,
+        db=tmp_path / "cp.sqlite",
+        num_plan_candidates=1,
+    )
+    assert result.status == "passed"
+    assert [a["score"] for a in result.trace["attempts"]] == [pytest.approx(26 / 30, abs=1e-3)] * 2
+    assert result.trace["usage"]["judge"]["model_calls"] == 3  # two steps and the final judgement
