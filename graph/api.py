@@ -160,8 +160,11 @@ def edit(
 
     def run(saver: BaseCheckpointSaver) -> dict[str, Any]:
         graph = build_graph(**graph_kwargs, checkpointer=saver)
-        if resume and not graph.get_state(config).values:
+        existing = bool(graph.get_state(config).values)
+        if resume and not existing:
             raise EditError(f"no run with thread id {thread_id!r} in this checkpoint database")
+        if not resume and existing:
+            raise EditError(f"thread id {thread_id!r} is taken by an earlier run: resume it, or use a new id")
         next_input = payload
         while True:
             pending = None

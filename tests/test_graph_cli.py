@@ -108,7 +108,9 @@ def test_cli_edit_with_openai_compatible_models(stub_server, tmp_path, capsys):
     assert len(structured) == 1 and len(tool_calls) == 2
     assert {t["function"]["name"] for t in tool_calls[0]["tools"]} >= {"replace_background", "adjust_tone"}
 
-    # Resuming a finished run only reports it again.
+    # A new edit cannot take the id of an earlier run; resuming a finished run only reports it again.
+    again = ["edit", ref["id"], GOAL, "-o", str(out), "--store", str(store), *models, "--thread-id", "cli1"]
+    assert main(again) == 1 and "taken by an earlier run" in capsys.readouterr().err
     assert main(["edit", "--resume", "cli1", "-o", str(tmp_path / "again.png"), "--store", str(store)]) == 0
     assert "run cli1: passed" in capsys.readouterr().out
     assert (tmp_path / "again.png").read_bytes() == out.read_bytes()
