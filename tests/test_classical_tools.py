@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -419,7 +421,8 @@ def test_apply_edit_takes_exactly_one_edit_form(put, tool_config, store):
 
 
 def test_real_catalog_background_leaves_the_text(store, tool_config, make_ad):
-    """'background' excludes the catalog's text lines: a new background keeps the headline and caption."""
+    """'background' excludes the catalog's text layer: a new background keeps the headline's and caption's
+    glyphs (their anti-aliased rims blend a little with the new colour through the feathered edge)."""
     from pixplan.tools.perception import build_catalog, read_text
 
     image, layout = make_ad(size=(400, 400))
@@ -430,7 +433,15 @@ def test_real_catalog_background_leaves_the_text(store, tool_config, make_ad):
     for name in ("headline", "caption"):
         left, top, right, bottom = layout[name]
         ink = (slice(top - 2, bottom + 2), slice(left - 2, right + 2))
-        assert np.abs(after[ink] - before[ink]).max() <= 2, f"the {name} changed"
+        behind = before[top - 4, left - 4]  # the band behind the headline, the backdrop behind the caption
+        glyphs = np.abs(before[ink] - behind).sum(axis=-1) > 90
+        change = np.abs(after[ink] - before[ink]).max(axis=-1)
+        assert glyphs.sum() > 500
+        assert change[glyphs].max() <= 16 and np.percentile(change[glyphs], 95) <= 8, f"the {name} changed"
+        plain = (
+            cv2.erode((np.abs(before[ink] - behind).max(axis=-1) < 8).astype(np.uint8), np.ones((7, 7))) > 0
+        )
+        assert (change[plain] > 30).mean() > 0.95, f"the background between the {name}'s letters stayed"
     band_top, band_bottom = layout["band"][1], layout["band"][3]
     assert read_text(store.get(ref["id"]), [0.0, band_top / 400, 1.0, band_bottom / 400]) == "SUMMER SALE"
     assert read_text(store.get(ref["id"]), [0.0, 0.9, 1.0, 1.0]) == "Only $9.99 this week"
@@ -439,3 +450,47 @@ def test_real_catalog_background_leaves_the_text(store, tool_config, make_ad):
     assert (
         np.abs(after[band_top + 8 : band_bottom - 8, :20] - green).max() <= 1
     )  # the band beside the headline
+
+
+EXAMPLE_AD = Path(__file__).parents[1] / "examples" / "ad.png"
+
+
+def test_real_catalog_background_is_replaced_around_the_letters_and_keeps_the_badges(store, tool_config):
+    """On the bundled ad, 'background' reaches between and around the text lines (no rectangle of the old
+    backdrop is left around them), while the orange NEW circle and $4.99 pill that carry text are kept whole."""
+    from pixplan.tools.perception import build_catalog
+    from pixplan.tools.regions import text_margin
+
+    image = Image.open(EXAMPLE_AD).convert("RGB")
+    image_id = store.put(image)["id"]
+    catalog = build_catalog(store, image_id)
+    _, ref = call(replace_background, image_id, tool_config, region="background", color="#2e7d32")
+    before, after = np.asarray(image).astype(int), np.asarray(store.get(ref["id"])).astype(int)
+    change = np.abs(after - before).max(axis=-1)
+    lines = {
+        entry["text"]: box_to_pixels(entry["box"], image.size)
+        for entry in catalog["regions"]
+        if entry["kind"] == "text"
+    }
+    assert {"NEW", "Morning Brew", "$4.99"} <= set(lines)
+    # The flat backdrop inside the boxes the text layer used to be (each line's box grown by `text_margin`).
+    gray, window = np.asarray(image.convert("L")), np.ones((9, 9), np.uint8)
+    flat = cv2.dilate(gray, window).astype(int) - cv2.erode(gray, window) <= 6
+    for text in ("Morning Brew", "Taste the difference", "ACME CO"):
+        left, top, right, bottom = next(
+            box for line, box in lines.items() if line.replace(" ", "") == text.replace(" ", "")
+        )
+        grow = text_margin(bottom - top, image.size)
+        former = (slice(top - grow, bottom + grow), slice(left - grow, right + grow))
+        beige = flat & (np.abs(before - before[top - grow, left - grow]).max(axis=-1) < 20)
+        assert beige[former].sum() > 300
+        assert (change[former][beige[former]] > 30).mean() > 0.98, f"the backdrop around {text!r} stayed"
+    orange = (before[..., 0] > 200) & (before[..., 1] < 120) & (before[..., 2] < 60)
+    core = cv2.erode(orange.astype(np.uint8), np.ones((11, 11))) > 0  # beyond the feathered rim's reach
+    for text in ("NEW", "$4.99"):
+        left, top, right, bottom = lines[text]
+        reach = bottom - top
+        near = np.zeros_like(core)
+        near[max(0, top - reach) : bottom + reach, max(0, left - reach) : right + reach] = True
+        assert (core & near).sum() > 2000
+        assert change[core & near].max() <= 2, f"the badge behind {text!r} changed"

@@ -151,7 +151,7 @@ def test_build_catalog_adds_detections_where_a_detector_is_configured(store, mod
         assert 0.0 <= entry["score"] <= 1.0 and "mask" not in entry
         assert f"- {entry['id']} (object): {entry['label']} box" in describe_catalog(catalog)
     background = region_mask("background", image.size, catalog=catalog, store=store)
-    kept = text_mask(regions, image.size)
+    kept = text_mask(regions, image.size, np.asarray(image))
     for entry in regions[2:7]:
         kept = np.maximum(kept, region_mask(entry["id"], image.size, catalog=catalog, store=store))
     np.testing.assert_array_equal(background, 1.0 - kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,6 +15,7 @@ from pixplan.tools.regions import (
     load_catalog,
     mask_bbox,
     parse_region,
+    pixels_to_box,
     region_mask,
     save_catalog,
     text_mask,
@@ -157,3 +159,74 @@ def test_feather_and_blend_keep_outside_exactly():
     assert np.array_equal(result[outside], np.asarray(original)[outside])
     assert (result[soft == 1] == [255, 0, 0]).all()
     assert np.array_equal(feather(hard, 0), hard)
+
+
+def _text_scene() -> tuple[np.ndarray, dict[str, tuple[int, int, int, int]]]:
+    """A backdrop gradient with white "NEW" on an orange badge, dark "Hello" on the backdrop and yellow "SALE" on
+    a band across the whole width; returns the pixels and the text boxes (left, top, right, bottom)."""
+    from PIL import ImageDraw
+
+    from pixplan.tools.text import load_font
+
+    width, height = 400, 240
+    ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    backdrop = (1 - ramp) * np.array([235, 225, 200], np.float32) + ramp * np.array(
+        [205, 180, 140], np.float32
+    )
+    image = Image.fromarray(np.broadcast_to(backdrop, (height, width, 3)).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 30, 120, 110), fill=(230, 80, 0))  # 1.6 text heights past NEW's grown box
+    draw.rectangle((0, 160, width - 1, 215), fill=(30, 70, 50))
+    font = load_font(24)
+    boxes = {}
+    for text, centre, color in (
+        ("NEW", (80, 70), (255, 255, 255)),
+        ("Hello", (290, 70), (30, 30, 40)),
+        ("SALE", (200, 188), (255, 220, 90)),
+    ):
+        draw.text(centre, text, font=font, fill=color, anchor="mm")
+        boxes[text] = draw.textbbox(centre, text, font=font, anchor="mm")
+    return np.asarray(image), boxes
+
+
+def test_text_mask_on_pixels_is_the_glyphs_and_their_badge_not_the_background_between_them():
+    rgb, boxes = _text_scene()
+    size = (rgb.shape[1], rgb.shape[0])
+    regions = [
+        {"id": f"r{n}", "box": pixels_to_box(*box, size), "kind": "text", "label": text, "text": text}
+        for n, (text, box) in enumerate(boxes.items(), start=1)
+    ]
+    mask = text_mask(regions, size, rgb) > 0
+    pixels = rgb.astype(int)
+    badge = np.abs(pixels - [230, 80, 0]).max(axis=-1) < 10
+    assert badge.sum() > 4000 and mask[badge].all()  # the whole badge, well beyond NEW's box
+    for text in ("Hello", "SALE"):
+        left, top, right, bottom = boxes[text]
+        behind = pixels[(top + bottom) // 2, left - 10]  # the backdrop beside Hello, the band beside SALE
+        box = (slice(top - 6, bottom + 6), slice(left - 6, right + 6))  # where the grown box was all text
+        difference = np.abs(pixels[box] - behind).max(axis=-1)
+        assert mask[box][difference > 40].all(), f"{text}'s glyphs are text"
+        plain = cv2.erode((difference < 8).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        assert plain.sum() > 100 and not mask[box][plain].any(), f"the background inside {text}'s box is not"
+    assert not mask[165:212, :150].any() and not mask[165:212, 260:].any()  # the band beside SALE
+    assert not mask[:150, 140:250].any()  # between the badge and Hello nothing is text
+
+
+def test_background_without_a_stored_mask_uses_the_text_layer_of_the_catalog_image(store):
+    rgb, boxes = _text_scene()
+    size = (rgb.shape[1], rgb.shape[0])
+    image_id = store.put(Image.fromarray(rgb))["id"]
+    regions = [
+        {"id": f"r{n}", "box": pixels_to_box(*box, size), "kind": "text", "label": text, "text": text}
+        for n, (text, box) in enumerate(boxes.items(), start=1)
+    ]
+    product = {"id": "r4", "box": [0.8, 0.0, 1.0, 0.1], "kind": "object", "label": "product"}
+    catalog = {"image_id": image_id, "width": size[0], "height": size[1], "regions": [*regions, product]}
+    background = region_mask("background", size, catalog=catalog, store=store)
+    kept = np.maximum(region_mask("r4", size, catalog=catalog), text_mask(regions, size, rgb))
+    np.testing.assert_array_equal(background, 1.0 - kept)
+    child = store.put(Image.new("RGB", size, "red"), parent=image_id, tool="x")["id"]
+    save_catalog(store, catalog)  # a derived image's 'background' keeps out the text of the catalog's image
+    np.testing.assert_array_equal(
+        region_mask("background", size, catalog=load_catalog(store, child), store=store), background
+    )

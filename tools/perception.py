@@ -337,8 +337,9 @@ def build_catalog(
     the salient foreground (kind ``object``, label ``main object``, with a stored mask), then, for each query in
     `detect`, the boxes an open-vocabulary detector finds (kind ``object``, labelled with the query, with their
     score; at most `detect_max_regions` per query, each at least `detect_min_score`), then ``background``
-    (everything except the objects and the text lines grown by `regions.text_mask`'s margin, with its own
-    stored mask; only where there is an object) and ``whole``. Masks are stored as grayscale images whose
+    (everything except the objects and the text layer, `regions.text_mask`: the glyphs and any badge that
+    carries them, not the backdrop between them; with its own stored mask; only where there is an object) and
+    ``whole``. Masks are stored as grayscale images whose
     parent is the image.
 
     Detection runs the model of `grounding` (`pixplan.tools.grounding.GroundingSettings`; default: its

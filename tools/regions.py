@@ -7,8 +7,11 @@ A region is one of:
   height, origin top left);
 - a mask reference ``"mask:<image id>"``: a stored grayscale image, white where the region is;
 - ``"whole"``: the whole image;
-- ``"background"``: everything except the region catalog's foreground objects and its text (text boxes
-  grown by a margin), so that editing the background leaves the product and the words alone.
+- ``"background"``: everything except the region catalog's foreground objects and its text layer (`text_mask`:
+  the glyphs, with their outline and any badge, pill or price tag that carries them, but not the plain
+  background between and inside the letters), so that editing the background leaves the product and the words
+  alone. A band or panel that reaches past a text line's neighbourhood (`TEXT_REACH` text heights around its
+  grown box), such as a strip across most of the image's width, is background, not part of the text layer.
 
 Everything invalid raises `RegionError` with a short message a model can act on.
 """
@@ -42,6 +45,14 @@ RegionArg = Annotated[
 RegionKind = Literal["text", "object", "background", "whole"]
 #: Text boxes grow by this fraction of their height where they are kept out of another region (`text_mask`).
 TEXT_MARGIN = 1 / 3
+#: Least distance (8-bit Lab units) from every background colour for a pixel to count as text (or its badge).
+MIN_TEXT_CONTRAST = 12.0
+#: The text layer grows by this many pixels so that the glyphs' anti-aliased edges stay with them.
+TEXT_EDGE = 2
+#: How far (in text heights) beyond its grown box a text line's badge may reach; a colour that reaches further
+#: (a band across the image, the backdrop) is background. A round badge around a short word overhangs its box by
+#: about 1.3 text heights, hence 2.
+TEXT_REACH = 2
 _CATALOG_ID = re.compile(r"^r\d+$")
 
 
@@ -224,25 +235,128 @@ def foreground_mask(
 def background_mask(
     catalog: RegionCatalog | None, size: tuple[int, int], store: ImageStore | None
 ) -> np.ndarray:
-    """Everything except the catalog's objects (`foreground_mask`) and its grown text boxes (`text_mask`)."""
+    """Everything except the catalog's objects (`foreground_mask`) and its text layer (`text_mask`), which is
+    found on the catalog's image where `store` holds it, else (no pixels to look at) the grown text boxes."""
     objects = foreground_mask(catalog, size, store)
-    return 1.0 - np.maximum(objects, text_mask(catalog["regions"] if catalog else [], size))
+    regions = catalog["regions"] if catalog else []
+    rgb = None
+    if catalog is not None and store is not None and catalog["image_id"] in store:
+        image = store.get(catalog["image_id"]).convert("RGB")
+        rgb = np.asarray(image if image.size == size else image.resize(size, Image.Resampling.BILINEAR))
+    return 1.0 - np.maximum(objects, text_mask(regions, size, rgb))
 
 
-def text_mask(regions: list[CatalogRegion], size: tuple[int, int]) -> np.ndarray:
-    """Union (H x W float32) of the boxes of the ``text`` entries among `regions`, each grown on every side by
-    `TEXT_MARGIN` of its height (at least 2 px) plus the reach of a tool's feathered edge: OCR boxes can clip
-    the outermost strokes, and nothing kept out of a region should be touched by its soft edge."""
+def text_mask(
+    regions: list[CatalogRegion], size: tuple[int, int], rgb: np.ndarray | None = None
+) -> np.ndarray:
+    """The text layer (H x W float32, 1 on it) of the ``text`` entries among `regions`.
+
+    With the image's pixels (`rgb`, H x W x 3 uint8) it is each line's `text_pixels`: the glyphs and what
+    carries them, not the background between them. Without them it is the union of the text boxes, each
+    grown on every side by `text_margin`: OCR boxes can clip the outermost strokes, and nothing kept out of a
+    region should be touched by its soft edge.
+    """
     width, height = size
+    boxes = [box_to_pixels(entry["box"], size) for entry in regions if entry["kind"] == "text"]
+    if rgb is not None:
+        lab = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2LAB)
+        mask = np.zeros((height, width), dtype=np.uint8)
+        for box in boxes:
+            text_pixels(lab, box, mask)
+        edge = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * TEXT_EDGE + 1,) * 2)
+        return cv2.dilate(mask, edge).astype(np.float32)
     mask = np.zeros((height, width), dtype=np.float32)
-    reach = int(np.ceil(1.5 * default_feather(size)))  # a feathered blend reaches 3 sigma = 1.5 radius out
-    for entry in regions:
-        if entry["kind"] != "text":
-            continue
-        left, top, right, bottom = box_to_pixels(entry["box"], size)
-        grow = max(2, round(TEXT_MARGIN * (bottom - top))) + reach
+    for left, top, right, bottom in boxes:
+        grow = text_margin(bottom - top, size)
         mask[max(0, top - grow) : bottom + grow, max(0, left - grow) : right + grow] = 1.0
     return mask
+
+
+def text_margin(line_height: int, size: tuple[int, int]) -> int:
+    """How far (pixels) a text box grows where it is kept out of a region: `TEXT_MARGIN` of its height (at
+    least 2 px) plus the reach of a tool's feathered edge (3 sigma = 1.5 feather radii)."""
+    return max(2, round(TEXT_MARGIN * line_height)) + int(np.ceil(1.5 * default_feather(size)))
+
+
+def edge_colours(edge: np.ndarray) -> np.ndarray:
+    """The colours (k x 3 Lab centres, k <= 3) of a set of Lab pixels (N x 3 float32) that surround text: k-means
+    with up to three clusters, each at least 5% of the pixels, so that an edge that straddles a band and its
+    backdrop, or a gradient, knows all of them."""
+    clusters = min(3, len(edge))
+    cv2.setRNGSeed(0)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 12, 0.5)
+    _, labels, centres = cv2.kmeans(
+        np.ascontiguousarray(edge, dtype=np.float32), clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS
+    )
+    counts = np.bincount(labels.ravel(), minlength=clusters)
+    return centres[counts >= 0.05 * len(edge)]
+
+
+def colour_distance(lab: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (Lab units) of every pixel of `lab` (H x W x 3 or N x 3 float32) to the nearest of `centres`
+    (k x 3, k <= 3), and that centre's index."""
+    shape = lab.shape[:-1]
+    pixels = np.ascontiguousarray(lab, dtype=np.float32).reshape(-1, 1, 3)
+    centres = np.asarray(centres, dtype=np.float32)
+    # |p - c|^2 = |p|^2 + (|c|^2 - 2 p.c): the bracket, one channel per centre, is one affine cv2.transform.
+    affine = np.hstack([-2 * centres, (centres**2).sum(axis=1, keepdims=True)])
+    scores = cv2.transform(pixels, affine).reshape(len(pixels), -1)
+    closest, nearest = scores[:, 0], np.zeros(len(pixels), dtype=np.intp)
+    for index in range(1, len(centres)):  # k <= 3 columns: faster than numpy's min over a short axis
+        score = scores[:, index]
+        nearest[score < closest] = index
+        closest = np.minimum(closest, score)
+    closest += cv2.transform(pixels * pixels, np.ones((1, 3), np.float32)).ravel()
+    return np.sqrt(np.maximum(closest, 0)).reshape(shape), nearest.reshape(shape)
+
+
+def text_pixels(lab: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray) -> None:
+    """Mark (set to 1 in `out`, H x W uint8) the pixels of the text line in pixel `box` of an image (`lab`,
+    H x W x 3 uint8 Lab, as OpenCV's COLOR_RGB2LAB gives it).
+
+    The local background is the colours (`edge_colours`) of a thin ring just outside the box grown by
+    `text_margin`, less any that do not also reach the edge of the line's neighbourhood (that grown box plus
+    `TEXT_REACH` text heights on every side): those belong to something small that carries the text, such as a
+    badge.
+    The glyphs are the pixels in the box at least `MIN_TEXT_CONTRAST` from every background colour; they grow
+    through connected pixels that differ as much, within the neighbourhood, so that an outline, badge, pill
+    or price tag behind the text is kept whole, while counters and gaps of the background colour are not.
+    """
+    height, width = lab.shape[:2]
+    left, top, right, bottom = box
+    line = max(1, bottom - top)
+    grow = text_margin(line, (width, height))
+    reach = grow + TEXT_REACH * line
+    x0, y0 = max(0, left - reach), max(0, top - reach)
+    x1, y1 = min(width, right + reach), min(height, bottom + reach)
+    crop = lab[y0:y1, x0:x1].astype(np.float32)
+    # Offsets of the grown box inside the neighbourhood, and a ring `thin` pixels wide just outside it.
+    thin = 3
+    gx0, gy0 = max(0, left - grow - x0), max(0, top - grow - y0)
+    gx1, gy1 = min(x1, right + grow) - x0, min(y1, bottom + grow) - y0
+    ring = np.zeros(crop.shape[:2], dtype=bool)
+    ring[max(0, gy0 - thin) : gy1 + thin, max(0, gx0 - thin) : gx1 + thin] = True
+    ring[gy0:gy1, gx0:gx1] = False
+    if not ring.any():  # the grown box covers the whole image: its own edge is all there is
+        ring[[0, -1], :] = True
+        ring[:, [0, -1]] = True
+    centres = edge_colours(crop[ring])
+    border = np.zeros(crop.shape[:2], dtype=bool)
+    border[:thin, :] = border[-thin:, :] = True
+    border[:, :thin] = border[:, -thin:] = True
+    outer, nearest = colour_distance(crop[border], centres)
+    # A ring colour is background where at least 2% of the neighbourhood's edge is near it.
+    reaches = np.bincount(nearest[outer < MIN_TEXT_CONTRAST], minlength=len(centres)) >= 0.02 * len(outer)
+    if reaches.any():
+        centres = centres[reaches]
+    distance, _ = colour_distance(crop, centres)
+    differ = (distance > MIN_TEXT_CONTRAST).astype(np.uint8)
+    count, labels = cv2.connectedComponents(differ, connectivity=8)
+    seeds = labels[top - y0 : bottom - y0, left - x0 : right - x0]
+    keep = np.zeros(count, dtype=bool)
+    keep[np.unique(seeds)] = True
+    keep[0] = False
+    out[y0:y1, x0:x1] |= keep[labels].astype(np.uint8)
 
 
 def region_mask(

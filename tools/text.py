@@ -24,11 +24,14 @@ from pixplan.tools.classical import parse_color
 from pixplan.tools.editing import apply_edit
 from pixplan.tools.perception import ocr_lines_in, read_line
 from pixplan.tools.regions import (
+    MIN_TEXT_CONTRAST,
     RegionArg,
     RegionCatalog,
     RegionError,
     box_to_pixels,
     catalog_entry,
+    colour_distance,
+    edge_colours,
     nonzero_bounds,
     parse_region,
 )
@@ -42,8 +45,6 @@ Effect = Literal["auto", "none", "shadow", "outline"]
 
 #: A pixel is text when it lies at least this far (0..1) from its background colour towards the text colour.
 GLYPH_ALPHA = 0.2
-#: Least distance (8-bit Lab units) from every background colour for a pixel to count as a glyph's core.
-MIN_TEXT_CONTRAST = 12.0
 
 _DARK = (20, 20, 20)
 _LIGHT = (255, 255, 255)
@@ -224,8 +225,9 @@ def _largest_rectangle(grid: np.ndarray, aspect: float | None = None) -> tuple[i
 def _split_text_pixels(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int], float]:
     """Separate the glyphs of a text box from what lies behind them.
 
-    The background's colours are those of the box's edge (k-means in Lab, up to three clusters, each at least
-    5% of the edge, so a box that straddles a band and its backdrop knows both). Every pixel's distance to the
+    The background's colours are those of the box's edge (`regions.edge_colours`: k-means in Lab, up to three
+    clusters, each at least 5% of the edge, so a box that straddles a band and its backdrop knows both), as for
+    the text layer that 'background' keeps out (`regions.text_pixels`). Every pixel's distance to the
     nearest of them says how unlike the background it is; Otsu's split of those distances finds the glyphs'
     cores, whose median is the text colour. A pixel then belongs to the text when it lies at least
     `GLYPH_ALPHA` of the way from its background colour towards the text colour, near the line between the
@@ -237,17 +239,10 @@ def _split_text_pixels(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
     ring = np.ones((height, width), dtype=bool)
     ring[2:-2, 2:-2] = False
-    edge = np.ascontiguousarray(lab[ring])
-    clusters = min(3, len(edge))
-    cv2.setRNGSeed(0)
-    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 12, 0.5)
-    _, labels, centres = cv2.kmeans(edge, clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    counts = np.bincount(labels.ravel(), minlength=clusters)
-    centres = centres[counts >= 0.05 * len(edge)]
+    centres = edge_colours(lab[ring])
     pixels = lab.reshape(-1, 3)
-    distances = np.linalg.norm(pixels[:, None, :] - centres[None, :, :], axis=-1)
-    nearest = centres[distances.argmin(axis=1)]
-    distance = distances.min(axis=1).reshape(height, width)
+    distance, which = colour_distance(lab, centres)
+    nearest = centres[which.ravel()]
     top = float(distance.max())
     if top < MIN_TEXT_CONTRAST:  # nothing stands out from the background
         color = np.median(rgb.reshape(-1, 3), axis=0)
