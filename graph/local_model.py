@@ -15,11 +15,15 @@ A 135M model cannot be trusted to write valid JSON, so the decoder writes the JS
 the model choose only where the schema leaves a choice (`ConstrainedDecoder`):
 
 - enum / Literal / const values, booleans, tool names, ``anyOf`` branches and hinted strings (region ids and
-  image ids found in the prompt, checklist ids of the plan being written) are chosen by the model's
-  log-likelihood among the allowed options (sampled from it when ``temperature > 0``);
+  image ids found in the prompt, checklist ids of the plan being written, colour names for a tool's colour
+  arguments) are chosen by the model's log-likelihood among the allowed options (sampled from it when
+  ``temperature > 0``);
+- a tool call writes every argument of the chosen tool, optional ones included, in schema order (left to
+  itself a small model ends the arguments at once and every default applies);
 - free strings are generated token by token (tokens without quotes, backslashes or control characters)
   until the model closes the quote or a length cap;
-- bounded numbers are chosen among a grid of the allowed range, unbounded ones digit by digit;
+- bounded numbers are chosen among a grid of the allowed range (and the schema's default), unbounded ones
+  digit by digit;
 - arrays get a model-chosen length between the schema's bounds and a cap.
 
 All of it runs on one KV cache (``past_key_values``), forwarding only new tokens. Schemas the decoder does not
@@ -222,6 +226,76 @@ def image_id_choices(ctx: ChoiceContext) -> list[str] | None:
 
 #: Hints applied to every tool call's arguments (keys are argument paths; ``*`` matches any key or index).
 TOOL_CHOICES: dict[str, Choices] = {"region": region_choices, "image_id": image_id_choices}
+
+#: Colours a colour argument chooses among (CSS names every colour parser knows), after those the request names.
+BASE_COLOURS = (
+    "white",
+    "black",
+    "gray",
+    "beige",
+    "red",
+    "crimson",
+    "orange",
+    "gold",
+    "yellow",
+    "green",
+    "forestgreen",
+    "seagreen",
+    "olivedrab",
+    "lightgreen",
+    "teal",
+    "skyblue",
+    "blue",
+    "navy",
+    "purple",
+    "pink",
+    "brown",
+)
+
+_HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}\b")
+_COLOUR_WORD = re.compile(r"\b(colou?r)\b", re.IGNORECASE)
+
+
+def _request_text(prompt: str) -> str:
+    """The prompt's last user turn (the step to execute; the system turn and tool schemas name example colours)."""
+    start = prompt.rfind("<|im_start|>user")
+    return prompt[start:] if start != -1 else prompt
+
+
+def colour_choices(ctx: ChoiceContext) -> list[str]:
+    """CSS colour names and hex codes the last user turn mentions ("green", "forest green", "#2e8b57"), in the
+    order they appear, then `BASE_COLOURS`: the model picks by likelihood, so a named colour usually wins."""
+    from PIL import ImageColor
+
+    text = _request_text(ctx.prompt)
+    found: list[tuple[int, str]] = [(m.start(), m.group(0).lower()) for m in _HEX_COLOUR.finditer(text)]
+    words = [(m.start(), m.group(0).lower()) for m in re.finditer(r"[A-Za-z]+", text)]
+    i = 0
+    while i < len(words):  # two-word names first ("forest green" -> forestgreen, not also "green")
+        start, word = words[i]
+        if i + 1 < len(words) and word + words[i + 1][1] in ImageColor.colormap:
+            found.append((start, word + words[i + 1][1]))
+            i += 1
+        elif word in ImageColor.colormap:
+            found.append((start, word))
+        i += 1
+    return _unique([name for _, name in sorted(found)] + list(BASE_COLOURS))
+
+
+def _allows_string(schema: dict[str, Any]) -> bool:
+    kinds = [schema.get("type")] + [branch.get("type") for branch in schema.get("anyOf", [])]
+    return "string" in kinds and "enum" not in schema and "const" not in schema
+
+
+def argument_choices(parameters: dict[str, Any]) -> dict[str, Choices]:
+    """Hints from a tool's parameter schema: a string argument whose name or description says colour chooses
+    among colour names (`colour_choices`) instead of free text a small model writes badly."""
+    hints: dict[str, Choices] = {}
+    for key, schema in parameters.get("properties", {}).items():
+        says_colour = "color" in key or "colour" in key or _COLOUR_WORD.search(schema.get("description", ""))
+        if says_colour and _allows_string(schema):
+            hints[key] = colour_choices
+    return hints
 
 
 def _indexed_id(prefix: str) -> Callable[[ChoiceContext], list[str]]:
@@ -704,8 +778,9 @@ class ConstrainedDecoder:
         return self.value(keep[self.decide(options)], defs, path, root)
 
     def _object(self, schema: dict, defs: dict, path: tuple, root: Any) -> dict:
-        """Required properties in schema order; optional ones all (structured outputs) or, for tool calls, those
-        the model picks: after each value it chooses between going on and ending the object, then which key."""
+        """Required properties in schema order; optional ones all (`DecodeSettings.include_optional`, the default
+        for structured outputs and tool calls) or those the model picks: after each value it chooses between
+        going on and ending the object, then which key."""
         obj: dict[str, Any] = {}
         if root is None:
             root = obj
@@ -781,6 +856,9 @@ class ConstrainedDecoder:
         high = schema.get("maximum", schema.get("exclusiveMaximum"))
         if low is not None and high is not None:
             grid = _grid(low, high, integer)
+            default = schema.get("default")
+            if isinstance(default, int | float) and not isinstance(default, bool) and default not in grid:
+                grid = sorted([*grid, int(default) if integer else default])  # the tool's usual value
             grid = [v for v in grid if _in_bounds(v, schema)]
             if grid:
                 return grid[self.choose([format_json(v) for v in grid])]
@@ -925,6 +1003,12 @@ class LocalChatModel(BaseChatModel):
     max_array_items: int = 5
     max_retries: int = 2
     force_tool_calls: bool = True
+    fill_optional_args: bool = Field(
+        default=True,
+        description="Constrained tool calls write every argument of the tool's schema, optional ones included, "
+        "each value chosen by the model; False leaves optional arguments to the model, which then (a 135M model) "
+        "omits them all and every default applies (a white background, no colour...). Also a per-call kwarg.",
+    )
     num_threads: int | None = Field(
         default=None,
         description="torch CPU threads while generating; None: 1 when the machine is oversubscribed (1-minute load "
@@ -1057,20 +1141,24 @@ class LocalChatModel(BaseChatModel):
             names = _allowed_tools(tools, tool_choice)
             forced = tool_choice not in (None, "auto") or self.force_tool_calls
             if forced and all(_decodable(t) for t in tools if t["function"]["name"] in names):
-                return self._constrained_call(decoder, tools, names)
+                fill = kwargs.get("fill_optional_args", self.fill_optional_args)
+                return self._constrained_call(decoder, tools, names, fill_optional=fill)
         return self._free_answer(decoder, kwargs, tools)
 
     def _constrained_call(
-        self, decoder: ConstrainedDecoder, tools: list[dict], names: list[str]
+        self, decoder: ConstrainedDecoder, tools: list[dict], names: list[str], fill_optional: bool = True
     ) -> AIMessage:
+        """One tool call: the tool chosen by likelihood, then its arguments in schema order. With
+        `fill_optional` every argument is written (a small model left to choose ends the object at once, and
+        every default then applies); otherwise optional ones are the model's choice."""
         by_name = {t["function"]["name"]: t["function"] for t in tools}
         decoder.force('<tool_call>\n{"name": ')
         name = names[decoder.choose([format_json(n) for n in names])]
         decoder.force(', "arguments": ')
         parameters = by_name[name].get("parameters") or {"type": "object", "properties": {}}
         saved = decoder.settings.include_optional
-        decoder.settings.include_optional = False
-        decoder.choices = {**TOOL_CHOICES, **decoder.choices}
+        decoder.settings.include_optional = fill_optional
+        decoder.choices = {**TOOL_CHOICES, **argument_choices(parameters), **decoder.choices}
         try:
             decoder.value(parameters, parameters.get("$defs", {}))
         finally:

@@ -245,7 +245,6 @@ def test_usage_tracker_counts_calls_and_tokens(lm):
 def test_every_library_tool_gets_a_valid_constrained_call(lm):
     from pixplan.tools import TOOLS as LIBRARY
 
-    optional_seen = set()
     for i, library_tool in enumerate(LIBRARY):
         message = lm.bind_tools(LIBRARY, tool_choice=library_tool.name).invoke(
             CATALOG + f"Step s1: use {library_tool.name}.", temperature=1.0, seed=i
@@ -254,5 +253,43 @@ def test_every_library_tool_gets_a_valid_constrained_call(lm):
         assert call["name"] == library_tool.name
         library_tool.tool_call_schema.model_validate(call["args"])
         schema = library_tool.tool_call_schema.model_json_schema()
-        optional_seen |= set(call["args"]) - set(schema.get("required", []))
-    assert optional_seen  # optional arguments are the model's choice, and it makes some
+        assert list(call["args"]) == list(schema["properties"])  # every argument, in schema order
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tool_call_fills_every_argument_with_schema_valid_values(lm, seed):
+    from pixplan.tools import TOOLS as LIBRARY
+    from pixplan.tools.classical import parse_color
+
+    replace_background = next(t for t in LIBRARY if t.name == "replace_background")
+    prompt = CATALOG + "Step s1: paint the background sage green."
+    message = lm.bind_tools([replace_background]).invoke(prompt, temperature=1.0, seed=seed)
+    args = message.tool_calls[0]["args"]
+    schema = replace_background.tool_call_schema.model_json_schema()
+    properties = schema["properties"]
+    assert list(args) == list(properties)  # optional arguments are written too, in schema order
+    replace_background.tool_call_schema.model_validate(args)
+    assert args["image_id"] == IMAGE_ID
+    assert args["region"] in {"r1", "r2", "whole", "background"}
+    assert args["fill"] in properties["fill"]["enum"]
+    for key in ("color", "second_color"):  # colours are chosen among names a colour parser knows
+        assert isinstance(args[key], str) and parse_color(args[key])
+    assert properties["angle"]["minimum"] <= args["angle"] <= properties["angle"]["maximum"]
+    assert properties["scale"]["minimum"] <= args["scale"] <= properties["scale"]["maximum"]
+    assert isinstance(args["seed"], int) and args["seed"] >= 0
+    # Leaving optional arguments to the model stays possible (per call or per model): valid, required ones kept.
+    lean = lm.bind_tools([replace_background]).invoke(prompt, fill_optional_args=False, seed=seed)
+    replace_background.tool_call_schema.model_validate(lean.tool_calls[0]["args"])
+    assert "image_id" in lean.tool_calls[0]["args"]
+
+
+def test_colour_choices_put_the_colours_the_step_names_first():
+    from pixplan.graph.local_model import BASE_COLOURS, ChoiceContext, colour_choices
+
+    prompt = (
+        "<|im_start|>system\nColours such as 'crimson'.<|im_end|>\n<|im_start|>user\n"
+        "Step s1: a forest green background with #2e8b57 stripes, then some tan.<|im_end|>\n"
+    )
+    options = colour_choices(ChoiceContext(prompt, None, ("color",)))
+    assert options[:4] == ["forestgreen", "#2e8b57", "tan", *BASE_COLOURS[:1]]
+    assert set(BASE_COLOURS) <= set(options)
