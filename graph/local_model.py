@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import itertools
 import json
 import math
 import os
@@ -282,6 +283,53 @@ def colour_choices(ctx: ChoiceContext) -> list[str]:
     return _unique([name for _, name in sorted(found)] + list(BASE_COLOURS))
 
 
+_WORD = re.compile(r"[a-z]+")
+
+
+def request_words(prompt: str) -> frozenset[str]:
+    """The words that say what a tool call should do: the last user turn up to its first list line (``- ...``:
+    a region catalog, earlier attempts), lower case, with each pair of neighbours also run together
+    ("forest green" -> "forestgreen")."""
+    lines = []
+    for line in _request_text(prompt).splitlines()[1:]:
+        if line.startswith("- "):
+            break
+        lines.append(line)
+    words = _WORD.findall("\n".join(lines).lower())
+    return frozenset(words) | {a + b for a, b in itertools.pairwise(words)}
+
+
+_CATALOG_LINE = re.compile(r"^- (r\d+) \([\w ]+\): (.*?)(?: box \[|$)", re.MULTILINE)
+
+
+def region_aliases(prompt: str) -> dict[str, str]:
+    """What each catalog region of the prompt is called (``- r2 (text): text "Morning Brew" ...`` -> ``"r2"``:
+    "text Morning Brew"), so a request naming a region's text or kind steers the region choice to it."""
+    return {format_json(rid): label.replace('"', "") for rid, label in _CATALOG_LINE.findall(prompt)}
+
+
+def _names(word: str, mentions: frozenset[str]) -> bool:
+    if word in mentions:
+        return True
+    return len(word) >= 4 and any(  # inflections: "gradient"/"gradients", "green"/"greener"
+        len(m) >= 4 and (m.startswith(word) or word.startswith(m)) for m in mentions
+    )
+
+
+def mention_score(option: str, mentions: frozenset[str]) -> float:
+    """The share of an option's words (``"linear_gradient"``: linear, gradient; words of 3+ letters) that the
+    request names (plus a thousandth per letter named, so the longer name wins a tie): 0 for numbers, ids ("r2") and options it does not name. A 135M model follows the prompt's
+    words poorly when it picks an enum value, a colour or a region (the log-likelihood of a choice also
+    favours short options), so in a tool call the options the request names best are the only candidates,
+    and the model's likelihood decides among them (among all options when the request names none)."""
+    words = [w for w in _WORD.findall(option.lower()) if len(w) >= 3]
+    named = [w for w in words if _names(w, mentions)]
+    if not named:
+        return 0.0
+    # the more specific of two wholly named options wins: "forestgreen" over "green" for "forest green"
+    return len(named) / len(words) + sum(map(len, named)) / 1000
+
+
 def _allows_string(schema: dict[str, Any]) -> bool:
     kinds = [schema.get("type")] + [branch.get("type") for branch in schema.get("anyOf", [])]
     return "string" in kinds and "enum" not in schema and "const" not in schema
@@ -487,6 +535,10 @@ class ConstrainedDecoder:
     choices: dict[str, Choices] = field(default_factory=dict)
     lengths: dict[str, Lengths] = field(default_factory=dict)
     prefix: tuple[list[int], Any] | None = None  # (ids, KV cache) of an earlier prompt, handed over
+    mentions: frozenset[str] = frozenset()  # words of the request that steer choices (see `mention_score`)
+    aliases: dict[str, str] = field(
+        default_factory=dict
+    )  # option -> the words it is scored by ('"r2"' -> ...)
 
     def __post_init__(self) -> None:
         global _CACHE_ARG
@@ -619,6 +671,11 @@ class ConstrainedDecoder:
             float(base[ids[0]] + sum(logprobs[s + j - 1, ids[j]] for j in range(1, len(ids))))
             for ids, s in zip(encoded, starts, strict=True)
         ]
+        if self.mentions:  # the options the request names best win; likelihood decides among them
+            named = [mention_score(self.aliases.get(option, option), self.mentions) for option in options]
+            best = max(named)
+            if best > 0:
+                scores = [score if n == best else -math.inf for score, n in zip(scores, named, strict=True)]
         return self._pick(torch.tensor(scores))
 
     def choose(self, options: Sequence[str]) -> int:
@@ -1152,6 +1209,8 @@ class LocalChatModel(BaseChatModel):
         `fill_optional` every argument is written (a small model left to choose ends the object at once, and
         every default then applies); otherwise optional ones are the model's choice."""
         by_name = {t["function"]["name"]: t["function"] for t in tools}
+        decoder.mentions = request_words(decoder.prompt_text)
+        decoder.aliases = region_aliases(decoder.prompt_text)
         decoder.force('<tool_call>\n{"name": ')
         name = names[decoder.choose([format_json(n) for n in names])]
         decoder.force(', "arguments": ')

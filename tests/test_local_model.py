@@ -293,3 +293,30 @@ def test_colour_choices_put_the_colours_the_step_names_first():
     options = colour_choices(ChoiceContext(prompt, None, ("color",)))
     assert options[:4] == ["forestgreen", "#2e8b57", "tan", *BASE_COLOURS[:1]]
     assert set(BASE_COLOURS) <= set(options)
+
+
+def test_choices_follow_the_words_of_the_request(lm):
+    """Enum values, colours and regions the step names win over what a (here random) model prefers."""
+    from pixplan.graph.local_model import mention_score, region_aliases, request_words
+    from pixplan.tools import TOOLS as LIBRARY
+
+    prompt = (
+        "<|im_start|>user\nStep s1: a forest green linear gradient behind the Summer Sale text.\n"
+        '- r1 (text): text "SUMMER SALE" box [0.1, 0.05, 0.9, 0.2]\n- r2 (object): main object\n'
+    )
+    words = request_words(prompt)
+    assert {"forestgreen", "gradient", "summer"} <= words and "object" not in words  # list lines are not read
+    aliases = region_aliases(prompt)
+    assert aliases == {'"r1"': "text SUMMER SALE", '"r2"': "main object"}
+    assert mention_score('"linear_gradient"', words) > mention_score('"radial_gradient"', words) > 0
+    assert mention_score('"forestgreen"', words) > mention_score('"green"', words) >= 1
+    assert mention_score(aliases['"r1"'], words) >= 1 and mention_score(aliases['"r2"'], words) == 0.0
+    assert mention_score("0.5", words) == 0.0
+
+    by_name = {t.name: t for t in LIBRARY}
+    step = CATALOG + "Step s1: paint the background forest green with a radial gradient."
+    args = lm.bind_tools([by_name["replace_background"]]).invoke(step).tool_calls[0]["args"]
+    assert (args["region"], args["fill"], args["color"]) == ("background", "radial_gradient", "forestgreen")
+    step = CATALOG + 'Step s1: recolour the "SUMMER SALE" slogan gold.'
+    args = lm.bind_tools([by_name["recolor"]]).invoke(step).tool_calls[0]["args"]
+    assert (args["region"], args["color"]) == ("r1", "gold")
