@@ -265,7 +265,7 @@ def _request_text(prompt: str) -> str:
 
 def colour_choices(ctx: ChoiceContext) -> list[str]:
     """CSS colour names and hex codes the last user turn mentions ("green", "forest green", "#2e8b57"), in the
-    order they appear, then `BASE_COLOURS`: the model picks by likelihood, so a named colour usually wins."""
+    order they appear, then `BASE_COLOURS`, less the colours the call's earlier arguments took."""
     from PIL import ImageColor
 
     text = _request_text(ctx.prompt)
@@ -280,7 +280,11 @@ def colour_choices(ctx: ChoiceContext) -> list[str]:
         elif word in ImageColor.colormap:
             found.append((start, word))
         i += 1
-    return _unique([name for _, name in sorted(found)] + list(BASE_COLOURS))
+    options = _unique([name for _, name in sorted(found)] + list(BASE_COLOURS))
+    # A call's colours differ from each other (a gradient's second colour, a badge's text on the badge).
+    args = ctx.root if isinstance(ctx.root, dict) and len(ctx.path) == 1 else {}
+    taken = {value for key, value in args.items() if key != ctx.path[0] and isinstance(value, str)}
+    return [option for option in options if option not in taken]
 
 
 _WORD = re.compile(r"[a-z]+")

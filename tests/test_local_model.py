@@ -274,6 +274,7 @@ def test_tool_call_fills_every_argument_with_schema_valid_values(lm, seed):
     assert args["fill"] in properties["fill"]["enum"]
     for key in ("color", "second_color"):  # colours are chosen among names a colour parser knows
         assert isinstance(args[key], str) and parse_color(args[key])
+    assert args["color"] != args["second_color"]  # a call's colours differ (a gradient is not flat)
     assert properties["angle"]["minimum"] <= args["angle"] <= properties["angle"]["maximum"]
     assert properties["scale"]["minimum"] <= args["scale"] <= properties["scale"]["maximum"]
     assert isinstance(args["seed"], int) and args["seed"] >= 0
