@@ -290,17 +290,22 @@ def colour_choices(ctx: ChoiceContext) -> list[str]:
 _WORD = re.compile(r"[a-z]+")
 
 
-def request_words(prompt: str) -> frozenset[str]:
-    """The words that say what a tool call should do: the last user turn up to its first list line (``- ...``:
-    a region catalog, earlier attempts), lower case, with each pair of neighbours also run together
-    ("forest green" -> "forestgreen")."""
+def request_words(prompt: str) -> dict[str, int]:
+    """The words that say what a tool call should do, each with the position of its first occurrence: the last
+    user turn up to its first list line (``- ...``: a region catalog, earlier attempts), lower case, with each
+    pair of neighbours also run together ("forest green" -> "forestgreen", at the position of "forest")."""
     lines = []
     for line in _request_text(prompt).splitlines()[1:]:
         if line.startswith("- "):
             break
         lines.append(line)
     words = _WORD.findall("\n".join(lines).lower())
-    return frozenset(words) | {a + b for a, b in itertools.pairwise(words)}
+    found: dict[str, int] = {}
+    for i, (a, b) in enumerate(itertools.pairwise([*words, ""])):
+        found.setdefault(a, i)
+        if b:
+            found.setdefault(a + b, i)
+    return found
 
 
 _CATALOG_LINE = re.compile(r"^- (r\d+) \([\w ]+\): (.*?)(?: box \[|$)", re.MULTILINE)
@@ -312,26 +317,30 @@ def region_aliases(prompt: str) -> dict[str, str]:
     return {format_json(rid): label.replace('"', "") for rid, label in _CATALOG_LINE.findall(prompt)}
 
 
-def _names(word: str, mentions: frozenset[str]) -> bool:
+def _named_at(word: str, mentions: dict[str, int]) -> int | None:
+    """Where the request first names `word` (also as an inflection: "gradient"/"gradients", "green"/"greener")."""
     if word in mentions:
-        return True
-    return len(word) >= 4 and any(  # inflections: "gradient"/"gradients", "green"/"greener"
-        len(m) >= 4 and (m.startswith(word) or word.startswith(m)) for m in mentions
-    )
+        return mentions[word]
+    if len(word) < 4:
+        return None
+    places = [i for m, i in mentions.items() if len(m) >= 4 and (m.startswith(word) or word.startswith(m))]
+    return min(places, default=None)
 
 
-def mention_score(option: str, mentions: frozenset[str]) -> float:
+def mention_score(option: str, mentions: dict[str, int]) -> float:
     """The share of an option's words (``"linear_gradient"``: linear, gradient; words of 3+ letters) that the
-    request names (plus a thousandth per letter named, so the longer name wins a tie): 0 for numbers, ids ("r2") and options it does not name. A 135M model follows the prompt's
-    words poorly when it picks an enum value, a colour or a region (the log-likelihood of a choice also
-    favours short options), so in a tool call the options the request names best are the only candidates,
-    and the model's likelihood decides among them (among all options when the request names none)."""
+    request names, 0 for numbers, ids ("r2") and options it does not name; among options named alike, the one
+    named first scores a little higher ("forestgreen" before "green" in "forest green", and of "blue to white"
+    the first colour argument takes blue, the next one white).
+
+    A 135M model follows the prompt's words poorly when it picks an enum value, a colour or a region (the
+    log-likelihood of a choice also favours short options), so in a tool call only the options the request names
+    best compete, and the model's likelihood decides among them (among all options when it names none)."""
     words = [w for w in _WORD.findall(option.lower()) if len(w) >= 3]
-    named = [w for w in words if _names(w, mentions)]
-    if not named:
+    places = [i for i in (_named_at(w, mentions) for w in words) if i is not None]
+    if not places:
         return 0.0
-    # the more specific of two wholly named options wins: "forestgreen" over "green" for "forest green"
-    return len(named) / len(words) + sum(map(len, named)) / 1000
+    return len(places) / len(words) + 0.001 / (1 + min(places))
 
 
 def _allows_string(schema: dict[str, Any]) -> bool:
@@ -539,7 +548,7 @@ class ConstrainedDecoder:
     choices: dict[str, Choices] = field(default_factory=dict)
     lengths: dict[str, Lengths] = field(default_factory=dict)
     prefix: tuple[list[int], Any] | None = None  # (ids, KV cache) of an earlier prompt, handed over
-    mentions: frozenset[str] = frozenset()  # words of the request that steer choices (see `mention_score`)
+    mentions: dict[str, int] = field(default_factory=dict)  # words steering choices (see `mention_score`)
     aliases: dict[str, str] = field(
         default_factory=dict
     )  # option -> the words it is scored by ('"r2"' -> ...)

@@ -306,13 +306,15 @@ def test_choices_follow_the_words_of_the_request(lm):
         '- r1 (text): text "SUMMER SALE" box [0.1, 0.05, 0.9, 0.2]\n- r2 (object): main object\n'
     )
     words = request_words(prompt)
-    assert {"forestgreen", "gradient", "summer"} <= words and "object" not in words  # list lines are not read
+    assert {"forestgreen", "gradient", "summer"} <= set(words) and "object" not in words  # no list lines
     aliases = region_aliases(prompt)
     assert aliases == {'"r1"': "text SUMMER SALE", '"r2"': "main object"}
     assert mention_score('"linear_gradient"', words) > mention_score('"radial_gradient"', words) > 0
     assert mention_score('"forestgreen"', words) > mention_score('"green"', words) >= 1
     assert mention_score(aliases['"r1"'], words) >= 1 and mention_score(aliases['"r2"'], words) == 0.0
     assert mention_score("0.5", words) == 0.0
+    blue_to_white = request_words("<|im_start|>user\nStep s1: a pale blue to white gradient.")
+    assert mention_score("blue", blue_to_white) > mention_score("white", blue_to_white) > 1
 
     by_name = {t.name: t for t in LIBRARY}
     step = CATALOG + "Step s1: paint the background forest green with a radial gradient."
