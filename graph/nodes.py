@@ -8,8 +8,6 @@ facts (a plan, a tool call, a verdict); the routers in `routing.py` decide what 
 from __future__ import annotations
 
 import base64
-import functools
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,141 +31,15 @@ from langgraph.types import interrupt
 from pydantic import ValidationError
 
 from pixplan.graph import prompts
-from pixplan.graph.context import Context
+from pixplan.graph.context import Context, run_context
+from pixplan.graph.models import cached_chat_model, load_judge, supports_images
+from pixplan.graph.plans import same_steps, score_plan, short_error, validate_plan
 from pixplan.graph.routing import next_step_index, step_attempts
 from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest, Plan, Verdict
 from pixplan.graph.state import Attempt, EditState, PlanRecord, RoleUsage
 from pixplan.graph.trace import metered
-from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog, parse_region
+from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog
 from pixplan.tools.store import ImageRef, ImageStore
-
-# ---------------------------------------------------------------------------------------------------------------
-# Plans: validation (a malformed plan is re-asked with these errors) and checklist scoring (the best one is kept)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9$€£%]+", text.lower())
-
-
-def validate_plan(
-    plan: Plan,
-    catalog: RegionCatalog | None,
-    *,
-    max_steps: int,
-    goal: str | None = None,
-    tools: Sequence[str] | None = None,
-) -> list[str]:
-    """What makes a parsed plan unusable, in words a model can act on; empty when it is fine."""
-    errors = []
-    if tools is not None:
-        for step in plan.steps:
-            if step.tool is not None and step.tool not in tools:
-                errors.append(
-                    f"step {step.id} names an unknown tool {step.tool!r}; the tools are {list(tools)}"
-                )
-    for item in plan.checklist:
-        if len(_words(item.text)) < 3:
-            errors.append(
-                f"checklist item {item.id} ({item.text!r}) is not a requirement: write a sentence that can be "
-                "checked on the image, e.g. 'the background is green'"
-            )
-    if goal is not None:
-        for step in plan.steps:
-            if _words(step.instruction) == _words(goal):
-                errors.append(
-                    f"step {step.id} only repeats the goal: say which concrete edit to make, where and how"
-                )
-    item_ids = [item.id for item in plan.checklist]
-    step_ids = [step.id for step in plan.steps]
-    for kind, ids in (("checklist item", item_ids), ("step", step_ids)):
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            errors.append(f"{kind} ids must be unique; repeated: {', '.join(duplicates)}")
-    if len(plan.steps) > max_steps:
-        errors.append(f"at most {max_steps} steps, got {len(plan.steps)}")
-    known_regions = {entry["id"] for entry in (catalog or {"regions": []})["regions"]}
-    for step in plan.steps:
-        if not step.instruction.strip():
-            errors.append(f"step {step.id} has an empty instruction")
-        unknown = [ref for ref in step.serves if ref not in item_ids]
-        if unknown:
-            errors.append(
-                f"step {step.id} serves unknown checklist ids {unknown}; checklist ids are {item_ids}"
-            )
-    for item in plan.checklist:
-        if item.check is None:
-            continue
-        try:
-            region = parse_region(item.check.region)
-        except RegionError as error:
-            errors.append(f"checklist item {item.id}: {error}")
-            continue
-        if region.kind == "catalog" and region.catalog_id not in known_regions:
-            errors.append(
-                f"checklist item {item.id}: unknown region {region.catalog_id!r}; "
-                f"the catalog has {sorted(known_regions)}"
-            )
-    return errors
-
-
-_COMPOUND = re.compile(r";|\bthen\b|\band also\b|\. \w", re.IGNORECASE)
-
-
-def score_plan(plan: Plan) -> tuple[float, dict[str, float]]:
-    """How well a plan meets its own checklist: 0..1, with the parts.
-
-    coverage: share of checklist items served by some step; atomic: share of steps that are one edit (no
-    ';', 'then', several sentences, at most 3 items served); non_redundant: share of steps that serve an item
-    and do not repeat an earlier step.
-    """
-    item_ids = {item.id for item in plan.checklist}
-    served = {ref for step in plan.steps for ref in step.serves if ref in item_ids}
-    coverage = len(served) / len(item_ids) if item_ids else 0.0
-    atomic = sum(
-        1 for step in plan.steps if not _COMPOUND.search(step.instruction.strip()) and len(step.serves) <= 3
-    ) / len(plan.steps)
-    seen: set[str] = set()
-    useful = 0
-    for step in plan.steps:
-        key = " ".join(step.instruction.lower().split())
-        if key not in seen and any(ref in item_ids for ref in step.serves):
-            useful += 1
-        seen.add(key)
-    non_redundant = useful / len(plan.steps)
-    parts = {
-        "coverage": round(coverage, 4),
-        "atomic": round(atomic, 4),
-        "non_redundant": round(non_redundant, 4),
-    }
-    return round(0.6 * coverage + 0.2 * atomic + 0.2 * non_redundant, 4), parts
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Model and judge resolution
-
-
-@functools.lru_cache(maxsize=8)
-def _load_model(spec: str) -> BaseChatModel:
-    from pixplan.graph.models import load_chat_model
-
-    return load_chat_model(spec)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_judge(spec: str) -> Judge:
-    if spec == "metric":
-        from pixplan.graph.metric_judge import MetricJudge
-
-        return MetricJudge()
-    from pixplan.graph.llm_judge import LLMJudge
-
-    return LLMJudge(_load_model(spec))
-
-
-def _accepts_images(model: BaseChatModel) -> bool:
-    from pixplan.graph.models import supports_images
-
-    return supports_images(model)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -223,18 +95,13 @@ class EditNodes:
         injected = getattr(self, role)
         if injected is not None:
             return injected
-        return _load_model(context.planner_model if role == "planner" else context.orchestrator_model)
+        return cached_chat_model(context.planner_model if role == "planner" else context.orchestrator_model)
 
     def _judge(self, context: Context) -> Judge:
-        return self.judge if self.judge is not None else _load_judge(context.judge)
+        return self.judge if self.judge is not None else load_judge(context.judge)
 
     def _images_for(self, model: BaseChatModel, context: Context) -> bool:
-        if not context.send_images:
-            return False
-        try:
-            return _accepts_images(model)
-        except ImportError:  # the models module is optional for injected models
-            return False
+        return context.send_images and supports_images(model)
 
     # -- perceive --------------------------------------------------------------------------------------------
 
@@ -242,8 +109,8 @@ class EditNodes:
         """Import the image into the store if needed and build its region catalog."""
         from pixplan.tools.perception import build_catalog, describe_catalog
 
-        context = runtime.context
-        store = ImageStore(context.store_dir)
+        context = run_context(runtime)
+        store = context.store
         image = state["image"]
         ref = store.ref(image) if image in store else store.put_file(image)
         catalog = load_catalog(store, ref["id"])
@@ -269,8 +136,8 @@ class EditNodes:
 
     def plan(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Sample candidate plans (re-asking malformed ones with their errors), score them, keep the best."""
-        context = runtime.context
-        store = ImageStore(context.store_dir)
+        context = run_context(runtime)
+        store = context.store
         catalog = load_catalog(store, state["original"]["id"])
         version = state.get("plan_version", 0) + 1
         model = self._model("planner", context)
@@ -319,7 +186,7 @@ class EditNodes:
                 candidates.append({"valid": True, "score": score, "parts": parts, "reasks": len(errors)})
                 if best is None or score > best[0]:
                     best = (score, plan, parts)
-        if best is not None and version > 1 and _same_steps(best[1], state.get("plan")):
+        if best is not None and version > 1 and same_steps(best[1], state.get("plan")):
             # A replan that repeats the plan in force would only repeat its failure.
             candidates.append({"valid": False, "errors": ["the replan repeats the previous plan"]})
             best = None
@@ -366,7 +233,7 @@ class EditNodes:
                     plan, catalog, max_steps=context.max_steps, goal=goal, tools=list(self.tool_names)
                 )
             except (ValidationError, ValueError, TypeError) as error:
-                problems = [_short_error(error)]
+                problems = [short_error(error)]
             if not problems:
                 return plan, errors
             message = "\n".join(f"- {problem}" for problem in problems)
@@ -378,8 +245,8 @@ class EditNodes:
 
     def review_plan(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Pause for the user: resume with True (accept) or an edited plan (a dict in the Plan schema)."""
-        store = ImageStore(runtime.context.store_dir)
-        catalog = load_catalog(store, state["original"]["id"])
+        context = run_context(runtime)
+        catalog = load_catalog(context.store, state["original"]["id"])
         request: dict[str, Any] = {
             "question": "Accept this plan, or send an edited one.",
             "plan": state["plan"],
@@ -393,12 +260,12 @@ class EditNodes:
                 problems = validate_plan(
                     edited,
                     catalog,
-                    max_steps=runtime.context.max_steps,
+                    max_steps=context.max_steps,
                     goal=state["goal"],
                     tools=list(self.tool_names),
                 )
             except ValidationError as error:
-                problems = [_short_error(error)]
+                problems = [short_error(error)]
             if not problems:
                 runtime.stream_writer({"event": "plan_edited", "plan": edited.model_dump()})
                 return {"plan": edited.model_dump()}
@@ -408,7 +275,7 @@ class EditNodes:
 
     def orchestrate(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Ask the tool-calling model for one tool call that executes the current step."""
-        context = runtime.context
+        context = run_context(runtime)
         plan = Plan.model_validate(state["plan"])
         current = state["current"]
         history = list(state.get("messages", []))
@@ -450,7 +317,7 @@ class EditNodes:
             index = state["step_index"]
         model = self._model("orchestrator", context)
         bound = model.bind_tools(self.tools)
-        store = ImageStore(context.store_dir)
+        store = context.store
         usage: dict[str, RoleUsage] = {}
         with metered("orchestrator", usage):
             for ask in range(context.max_tool_errors):
@@ -509,7 +376,7 @@ class EditNodes:
 
     def act(self, state: EditState, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Run the tool call with LangGraph's ToolNode; tools find the run's store in `configurable`."""
-        configurable = {**config.get("configurable", {}), "store_dir": str(runtime.context.store_dir)}
+        configurable = {**config.get("configurable", {}), "store_dir": str(run_context(runtime).store.root)}
         result = self.tool_node.invoke(
             {"messages": state["messages"]}, {**config, "configurable": configurable}
         )
@@ -524,7 +391,7 @@ class EditNodes:
 
     def judge_step(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Judge what the step's tool call made; accept it as the current image if it passes."""
-        context = runtime.context
+        context = run_context(runtime)
         started = time.perf_counter()
         plan = Plan.model_validate(state["plan"])
         index = state["step_index"]
@@ -553,7 +420,7 @@ class EditNodes:
                 original=state["original"],
                 before=state["current"],
                 after=image,
-                store=ImageStore(context.store_dir),
+                store=context.store,
                 instruction=step.instruction,
                 # The region the tool really used (its default, when the model left it out).
                 region=image.get("args", {}).get("region", (call or {"args": {}})["args"].get("region")),
@@ -614,7 +481,7 @@ class EditNodes:
 
     def judge_final(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Judge the whole edit, original against current, on the full checklist."""
-        context = runtime.context
+        context = run_context(runtime)
         plan = Plan.model_validate(state["plan"])
         request = JudgeRequest(
             scope="final",
@@ -622,7 +489,7 @@ class EditNodes:
             original=state["original"],
             before=state["original"],
             after=state["current"],
-            store=ImageStore(context.store_dir),
+            store=context.store,
             checklist=plan.checklist,
         )
         usage: dict[str, RoleUsage] = {}
@@ -658,20 +525,3 @@ def _repeats_a_failure(call: dict[str, Any], earlier: list[Attempt]) -> bool:
     """The call is one that an earlier attempt at the step already made and the judge failed."""
     args = {k: v for k, v in call["args"].items() if k != "image_id"}
     return any(not a["accepted"] and a["tool"] == call["name"] and a["args"] == args for a in earlier)
-
-
-def _same_steps(plan: Plan, previous: dict[str, Any] | None) -> bool:
-    if previous is None:
-        return False
-    return [_words(step.instruction) for step in plan.steps] == [
-        _words(step["instruction"]) for step in previous["steps"]
-    ]
-
-
-def _short_error(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or 'plan'}: {item['msg']}"
-            for item in error.errors()[:8]
-        )
-    return str(error).strip().splitlines()[0][:400] if str(error).strip() else type(error).__name__

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from pixplan.graph.metric_judge import MetricJudge
+from pixplan.training.benchmark import generate_tasks
 from pixplan.training.cli import main
 from pixplan.training.evaluate import compare_runs, evaluate, load_run, markdown_table
 from pixplan.training.systems import Outcome, oracle, rule_based
-from pixplan.training.tasks import generate_tasks, load_tasks
+from pixplan.training.tasks import load_tasks
 
 FAMILIES = ("eco", "sale")
 

@@ -24,7 +24,8 @@ from langgraph.runtime import Runtime
 from pixplan.graph import build_graph
 from pixplan.graph.context import Context
 from pixplan.graph.metric_judge import MetricJudge
-from pixplan.graph.nodes import EditNodes, score_plan, validate_plan
+from pixplan.graph.nodes import EditNodes
+from pixplan.graph.plans import score_plan, validate_plan
 from pixplan.graph.routing import (
     next_step_index,
     route_after_act,

@@ -9,7 +9,8 @@ from graph_fakes import put_ad
 from langgraph.runtime import Runtime
 
 from pixplan.graph.context import Context
-from pixplan.graph.nodes import EditNodes, validate_plan
+from pixplan.graph.nodes import EditNodes
+from pixplan.graph.plans import validate_plan
 from pixplan.graph.schemas import Plan
 from pixplan.tools import TOOLS
 from pixplan.tools.regions import load_catalog, parse_region

@@ -12,21 +12,21 @@ import json
 import pytest
 
 from pixplan.graph.metric_judge import evaluate_checklist
+from pixplan.tools import TOOLS
 from pixplan.tools.store import ImageStore
-from pixplan.training.systems import oracle, run_calls
-from pixplan.training.tasks import (
+from pixplan.training.ads import write_example
+from pixplan.training.benchmark import (
     DEFAULT_PER_FAMILY,
-    FAMILIES,
     assign_splits,
     file_digest,
     generate_tasks,
-    load_tasks,
-    prepare,
-    write_example,
 )
+from pixplan.training.families import FAMILIES
+from pixplan.training.systems import family_of, oracle, run_calls
+from pixplan.training.tasks import load_tasks, prepare
 
 #: Digest of `generate_tasks(per_family=1)`: any change to the generator's output changes it. When a change is
-#: intended, bump BENCHMARK_VERSION in tasks.py and update this value.
+#: intended, bump BENCHMARK_VERSION in benchmark.py and update this value.
 DIGEST_ONE_PER_FAMILY = "47759fed653c7991434b88cf959f8320294c285e308efbd594bf806a905a26e7"
 
 CALIBRATION_FAMILIES = ["eco", "winter", "minimalist", "sale"]
@@ -40,14 +40,43 @@ def generated(tmp_path_factory):
 
 def test_twelve_families_with_typed_checklists(generated):
     _out, tasks = generated
-    assert len(FAMILIES) >= 10
-    assert {task.family for task in tasks} == set(FAMILIES)
+    assert len(FAMILIES) == 12
+    assert [task.family for task in tasks] == list(FAMILIES)
     for task in tasks:
         assert task.checklist and all(item.check is not None for item in task.checklist)
         assert task.keep and set(task.keep) < {item.id for item in task.checklist}
         assert task.ground_truth and task.catalog is not None
         assert task.image.exists() and task.background_mask.exists()
-    assert len({task.goal for task in tasks}) == len(tasks) or len({task.goal for task in tasks}) >= 10
+    assert len({task.goal for task in tasks}) == len(tasks)  # one phrasing per family, none shared
+
+
+def test_every_family_is_complete():
+    """Each family of the table has everything the generator and the baselines read, and it is consistent:
+    its keywords name it in every goal phrasing, its slogans pass its slogan check, its badge shows the words
+    its check reads, and its recipe and style call real tools with valid arguments."""
+    tools = {tool.name: tool for tool in TOOLS}
+    styles = tools["stylize"].tool_call_schema.model_json_schema()["properties"]["style"]["enum"]
+    for name, family in FAMILIES.items():
+        assert family.name == name and len(family.goals) >= 3 and family.background and family.gradients
+        assert all(family_of(goal) is family for goal in family.goals), name
+        assert bool(family.words) == bool(family.slogans), name
+        for slogan in family.slogans:
+            assert any(word in slogan.lower() for word in family.words), (name, slogan)
+        for check in family.background:
+            assert check.stat in ("hue", "saturation", "brightness", "warmth") and check.text, name
+        if family.element is None:
+            assert family.recipe.remove_badge, name
+        elif family.element.tool == "add_badge":
+            assert family.element.text and family.element.words, name
+            assert all(word in family.element.text.lower() for word in family.element.words), name
+        else:
+            assert family.element.icon, name
+        steps = [family.recipe.background, *([family.recipe.corner] if family.recipe.corner else [])]
+        for tool_name, args in steps:
+            tools[tool_name].tool_call_schema.model_validate(
+                {"image_id": "0" * 24, "region": "whole", **args}
+            )
+        assert family.style is None or family.style in styles, name
 
 
 def test_round_trip_and_splits(generated):

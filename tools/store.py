@@ -352,6 +352,14 @@ class ImageStore:
         return json.loads(path.read_text()) if path.exists() else None
 
 
+def cache_dir() -> Path:
+    """pixplan's cache folder (converted models, the bundled benchmark): `$PIXPLAN_CACHE`, else
+    `$XDG_CACHE_HOME/pixplan` (usually `~/.cache/pixplan`)."""
+    if "PIXPLAN_CACHE" in os.environ:
+        return Path(os.environ["PIXPLAN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pixplan"
+
+
 def default_store_dir() -> Path:
     """`$PIXPLAN_STORE`, else `$XDG_CACHE_HOME/pixplan/store` (usually `~/.cache/pixplan/store`)."""
     if "PIXPLAN_STORE" in os.environ:

@@ -46,8 +46,9 @@ def _system(args: argparse.Namespace):
 
 
 def _tasks(args: argparse.Namespace):
+    from pixplan.training.benchmark import bundled_path, bundled_tasks
     from pixplan.training.benchmarks_external import is_external, load_external
-    from pixplan.training.tasks import bundled_path, bundled_tasks, load_tasks
+    from pixplan.training.tasks import load_tasks
 
     if args.tasks is None:
         if not (bundled_path() / "tasks.jsonl").exists():
@@ -137,7 +138,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from pixplan.training.tasks import file_digest, generate_tasks
+    from pixplan.training.benchmark import file_digest, generate_tasks
 
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
     tasks = generate_tasks(args.out, seed=args.seed, per_family=args.per_family, size=size)

@@ -1,12 +1,13 @@
 """The systems the benchmark compares: plain functions `(task, store, image) -> Outcome`.
 
 - `oracle`: the task's ground truth (the intended tool calls), run with the real tools: the upper bound.
-- `rule_based`: a fixed recipe per goal family, the family picked by keywords in the goal; real tool calls on
-  the catalog's regions (found by label), a new icon or badge always in the bottom-right corner.
+- `rule_based`: a fixed recipe per goal family (`pixplan.training.families`), the family picked by keywords
+  in the goal; real tool calls on the catalog's regions (found by label), a new icon or badge always in the
+  bottom-right corner.
 - `single_step`: one tool on the whole image with the whole goal as its only guide. With an instruction-editing
   tool (`instruction_tool`, any tool with a `prompt` argument, e.g. `edit_by_instruction` with
   `PIXPLAN_EDIT_MODEL` set to an InstructPix2Pix, FLUX.1 Kontext or Qwen-Image-Edit model) the goal is its
-  prompt; offline, the stand-in is one global `stylize` whose style is picked by keywords.
+  prompt; offline, the stand-in is one global `stylize` in the style of the family the goal's keywords name.
 - `random`: a random tool, region and arguments per step (as many steps as the ground truth), seeded by task.
 - `llm`: pixplan's graph (`pixplan.graph.edit`) with the configured models; offline by default.
 
@@ -27,6 +28,7 @@ from langchain_core.tools import BaseTool
 
 from pixplan.tools.regions import RegionCatalog, load_catalog
 from pixplan.tools.store import ImageRef, ImageStore
+from pixplan.training.families import FAMILIES, Family
 from pixplan.training.tasks import Task
 
 
@@ -102,99 +104,14 @@ def oracle(task: Task, store: ImageStore, image: ImageRef, *, tools: list[BaseTo
     return run_calls(store, image, task.ground_truth, tools)
 
 
-#: Family keywords, in the order they are tried; the first family whose pattern matches the goal wins.
-KEYWORDS: dict[str, str] = {
-    "vegan": r"vegan|plant",
-    "eco": r"eco|green|sustainab|planet|environment",
-    "winter": r"winter|snow|cold|wintry",
-    "summer": r"summer|sunny|beach",
-    "luxury": r"luxur|premium|upscale|high-end",
-    "kids": r"kid|child|playful",
-    "festive": r"festive|christmas|holiday",
-    "minimalist": r"minimal|simplif|clean",
-    "night": r"night|neon",
-    "retro": r"retro|vintage|old-school|seventies",
-    "sale": r"sale|discount|clearance",
-    "rural": r"rural|farm|country",
-}
-
-#: The recipes: background step, slogan text, corner element (tool, args) or None.
-RECIPES: dict[str, dict[str, Any]] = {
-    "eco": {
-        "background": ("recolor", {"color": "forestgreen"}),
-        "slogan": "Eco friendly",
-        "corner": ("add_icon", {"icon": "leaf"}),
-    },
-    "vegan": {
-        "background": ("recolor", {"color": "yellowgreen"}),
-        "slogan": "Now vegan",
-        "corner": ("add_badge", {"text": "VEGAN"}),
-    },
-    "winter": {
-        "background": ("recolor", {"color": "lightsteelblue"}),
-        "slogan": "Winter deals",
-        "corner": ("add_icon", {"icon": "snowflake"}),
-    },
-    "summer": {
-        "background": ("adjust_tone", {"warmth": 0.6, "brightness": 0.3}),
-        "slogan": "Summer fun",
-        "corner": ("add_icon", {"icon": "sun"}),
-    },
-    "luxury": {
-        "background": ("adjust_tone", {"brightness": -0.8}),
-        "slogan": "Premium quality",
-        "corner": ("add_icon", {"icon": "star"}),
-    },
-    "kids": {
-        "background": ("adjust_tone", {"saturation": 1.0, "brightness": 0.2}),
-        "slogan": "Fun for kids",
-        "corner": ("add_icon", {"icon": "heart"}),
-    },
-    "festive": {
-        "background": ("recolor", {"color": "firebrick"}),
-        "slogan": "Happy holidays",
-        "corner": ("add_icon", {"icon": "star"}),
-    },
-    "minimalist": {
-        "background": ("adjust_tone", {"saturation": -1.0, "brightness": 0.6}),
-        "slogan": None,
-        "corner": None,
-        "remove_badge": True,
-    },
-    "night": {
-        "background": ("adjust_tone", {"brightness": -0.7}),
-        "slogan": "Open late tonight",
-        "corner": ("add_icon", {"icon": "star"}),
-        "whole": True,
-    },
-    "retro": {
-        "background": ("stylize", {"style": "vintage"}),
-        "slogan": "A true classic",
-        "corner": None,
-        "whole": True,
-    },
-    "sale": {
-        "background": ("recolor", {"color": "orangered"}),
-        "slogan": "Big sale",
-        "corner": ("add_badge", {"text": "SALE"}),
-    },
-    "rural": {
-        "background": ("recolor", {"color": "olivedrab"}),
-        "slogan": "Farm fresh",
-        "corner": ("add_icon", {"icon": "sun"}),
-    },
-}
 #: Where the rule-based system puts a new icon or badge: always the bottom-right corner.
 CORNER = [0.8, 0.8, 0.96, 0.96]
 
 
-def family_of(goal: str) -> str | None:
-    """The goal family named by keywords in the goal, or None."""
+def family_of(goal: str) -> Family | None:
+    """The first goal family (in `FAMILIES` order) whose keywords the goal contains, or None."""
     lowered = goal.lower()
-    for family, pattern in KEYWORDS.items():
-        if re.search(pattern, lowered):
-            return family
-    return None
+    return next((family for family in FAMILIES.values() if re.search(family.keywords, lowered)), None)
 
 
 def _region_by_label(catalog: RegionCatalog | None, label: str) -> str | None:
@@ -217,27 +134,19 @@ def rule_based(
             [{"tool": "adjust_tone", "region": "whole", "args": {"contrast": 0.2, "saturation": 0.2}}],
             tools,
         )
-    recipe = RECIPES[family]
-    tool, args = recipe["background"]
-    calls = [{"tool": tool, "region": "whole" if recipe.get("whole") else "background", "args": args}]
+    recipe = family.recipe
+    tool, args = recipe.background
+    calls = [{"tool": tool, "region": "whole" if recipe.whole else "background", "args": args}]
     slogan = _region_by_label(catalog, "slogan")
-    if recipe["slogan"] and slogan:
-        calls.append({"tool": "replace_text", "region": slogan, "args": {"text": recipe["slogan"]}})
-    if recipe["corner"]:
-        tool, args = recipe["corner"]
+    if recipe.slogan and slogan:
+        calls.append({"tool": "replace_text", "region": slogan, "args": {"text": recipe.slogan}})
+    if recipe.corner:
+        tool, args = recipe.corner
         calls.append({"tool": tool, "region": CORNER, "args": args})
     badge = _region_by_label(catalog, "badge")
-    if recipe.get("remove_badge") and badge:
+    if recipe.remove_badge and badge:
         calls.append({"tool": "remove_object", "region": badge, "args": {}})
     return run_calls(store, image, calls, tools)
-
-
-STYLE_KEYWORDS = [
-    (r"winter|snow|cold|night|neon|luxur|premium", "cool"),
-    (r"retro|vintage|seventies|old-school", "vintage"),
-    (r"minimal|simplif|clean", "mono"),
-    (r"kid|child|playful|sale|discount", "posterize"),
-]
 
 
 def single_step(
@@ -260,8 +169,8 @@ def single_step(
             [{"tool": instruction_tool, "region": "whole", "args": {"prompt": task.goal}}],
             tools,
         )
-    lowered = task.goal.lower()
-    style = next((style for pattern, style in STYLE_KEYWORDS if re.search(pattern, lowered)), "warm")
+    family = family_of(task.goal)
+    style = family.style if family is not None and family.style else "warm"
     return run_calls(store, image, [{"tool": "stylize", "region": "whole", "args": {"style": style}}], tools)
 
 
