@@ -38,6 +38,7 @@ from pixplan.graph.routing import next_step_index, step_attempts
 from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest, Plan, Verdict
 from pixplan.graph.state import Attempt, EditState, PlanRecord, RoleUsage
 from pixplan.graph.trace import metered
+from pixplan.tools.calls import store_config
 from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog
 from pixplan.tools.store import ImageRef, ImageStore
 
@@ -376,9 +377,8 @@ class EditNodes:
 
     def act(self, state: EditState, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Run the tool call with LangGraph's ToolNode; tools find the run's store in `configurable`."""
-        configurable = {**config.get("configurable", {}), "store_dir": str(run_context(runtime).store.root)}
         result = self.tool_node.invoke(
-            {"messages": state["messages"]}, {**config, "configurable": configurable}
+            {"messages": state["messages"]}, store_config(run_context(runtime).store, config)
         )
         message = result["messages"][-1]
         if message.status == "error":

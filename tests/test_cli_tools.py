@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from pixplan.tools import GENERATIVE_TOOLS, GROUNDING_TOOLS, TOOLS
-from pixplan.tools.cli import EXAMPLE, resolve_demo_region
+from pixplan.tools.cli import EXAMPLE
+from pixplan.tools.examples import resolve_region
 from pixplan.training.cli import main
 
 
@@ -127,7 +128,7 @@ def test_demo_writes_one_image_per_tool_and_a_contact_sheet(small_ad, tmp_path, 
     assert "contact_sheet.png" in out and "replace_text" in out
 
 
-def test_resolve_demo_region():
+def test_resolve_region():
     catalog = {
         "regions": [
             {"id": "r1", "kind": "text"},
@@ -135,11 +136,11 @@ def test_resolve_demo_region():
             {"id": "r3", "kind": "object"},
         ]
     }
-    assert resolve_demo_region("@text", catalog) == "r1"
-    assert resolve_demo_region("@text#2", catalog) == "r2"
-    assert resolve_demo_region("@object", catalog) == "r3"
-    assert resolve_demo_region("background", catalog) == "background"
-    assert resolve_demo_region([0, 0, 1, 1], catalog) == [0, 0, 1, 1]
+    assert resolve_region("@text", catalog) == "r1"
+    assert resolve_region("@text#2", catalog) == "r2"
+    assert resolve_region("@object", catalog) == "r3"
+    assert resolve_region("background", catalog) == "background"
+    assert resolve_region([0, 0, 1, 1], catalog) == [0, 0, 1, 1]
 
 
 def test_catalog_command_with_a_detector(small_ad, tmp_path, capsys):

@@ -15,25 +15,11 @@ from langchain_core.tools import BaseTool
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from pixplan.tools import TOOLS
+from pixplan.tools.examples import EXAMPLE_CALLS, example_call
 
-#: One valid call per tool (besides image_id): what `tool_invoke_params_example` gives the standard tests.
-EXAMPLE_ARGS: dict[str, dict[str, Any]] = {
-    "recolor": {"region": "r2", "color": "forestgreen", "strength": 0.8},
-    "adjust_tone": {"region": [0.1, 0.1, 0.9, 0.9], "brightness": 0.2, "warmth": -0.3},
-    "replace_background": {
-        "region": "background",
-        "fill": "linear_gradient",
-        "color": "#ffffff",
-        "angle": 45,
-    },
-    "remove_object": {"region": "r3", "method": "ns", "grow": 6},
-    "stylize": {"style": "vintage", "region": "whole"},
-    "blur": {"region": "background", "radius": 4.0},
-    "sharpen": {"region": "r2", "amount": 1.0, "radius": 1.5},
-    "replace_text": {"region": "r1", "text": "GO GREEN"},
-    "add_text": {"region": [0.05, 0.02, 0.95, 0.12], "text": "Fresh from the farm"},
-    "add_badge": {"region": [0.75, 0.05, 0.95, 0.25], "text": "ECO"},
-    "add_icon": {"region": [0.05, 0.05, 0.2, 0.2], "icon": "leaf"},
+#: A catalog for the examples' '@kind' regions (the standard tests check the input schema only).
+CATALOG = {
+    "regions": [{"id": "r1", "kind": "text"}, {"id": "r2", "kind": "text"}, {"id": "r3", "kind": "object"}]
 }
 
 
@@ -45,7 +31,7 @@ def _standard_test_class(tool: BaseTool) -> type[ToolsUnitTests]:
 
         @property
         def tool_invoke_params_example(self) -> dict[str, Any]:
-            return {"image_id": "0123456789abcdef01234567", **EXAMPLE_ARGS[tool.name]}
+            return {"image_id": "0123456789abcdef01234567", **example_call(tool.name, CATALOG)}
 
     name = "Test" + "".join(part.title() for part in tool.name.split("_")) + "Standard"
     StandardTests.__name__ = StandardTests.__qualname__ = name
@@ -61,7 +47,7 @@ for _tool in TOOLS:
 
 
 def test_every_tool_has_an_example():
-    assert sorted(EXAMPLE_ARGS) == sorted(tool.name for tool in TOOLS)
+    assert sorted(EXAMPLE_CALLS) == sorted(tool.name for tool in TOOLS)
 
 
 def test_at_least_ten_tools_with_unique_names():

@@ -19,26 +19,6 @@ from typing import Any
 #: The example ad bundled with pixplan (a scikit-image photo with a band, a headline and a caption).
 EXAMPLE = Path(__file__).parent / "assets" / "example_ad.jpg"
 
-#: What the demo asks of each tool. A region written '@kind' means the first catalog region of that kind.
-DEMO_CALLS: dict[str, dict[str, Any]] = {
-    "recolor": {"region": "@object", "hue_shift": 150},
-    "adjust_tone": {"region": "whole", "brightness": 0.15, "saturation": 0.35, "warmth": 0.25},
-    "replace_background": {
-        "region": "background",
-        "fill": "radial_gradient",
-        "color": "#f1f8e9",
-        "second_color": "#558b2f",
-    },
-    "remove_object": {"region": "@text#2"},
-    "stylize": {"region": "whole", "style": "vintage"},
-    "blur": {"region": "background", "radius": 6},
-    "sharpen": {"region": "@object", "amount": 1.5},
-    "replace_text": {"region": "@text", "text": "EVENING BLEND"},
-    "add_text": {"region": [0.05, 0.0, 0.95, 0.1], "text": "Fresh from the farm"},
-    "add_badge": {"region": [0.72, 0.04, 0.98, 0.3], "text": "NEW", "shape": "starburst", "color": "crimson"},
-    "add_icon": {"region": [0.03, 0.04, 0.2, 0.21], "icon": "leaf"},
-}
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     tools = subparsers.add_parser(
@@ -168,13 +148,6 @@ def _catalog(store: Any, image_id: str):
     return load_catalog(store, image_id) or build_catalog(store, image_id)
 
 
-def invoke_tool(tool: Any, store: Any, image_id: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Call a tool as an agent would (a tool call, the store in the config); return (summary, ImageRef)."""
-    call = {"type": "tool_call", "id": "cli", "name": tool.name, "args": {"image_id": image_id, **args}}
-    message = tool.invoke(call, config={"configurable": {"store_dir": str(store.root)}})
-    return str(message.content), message.artifact
-
-
 def _parse_region(text: str) -> Any:
     return json.loads(text) if text.strip().startswith("[") else text
 
@@ -184,6 +157,7 @@ def run_tool(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from pixplan.tools import TOOLS
+    from pixplan.tools.calls import invoke_tool
     from pixplan.tools.regions import RegionError, parse_region
     from pixplan.tools.store import ImageError, save_png
 
@@ -252,20 +226,10 @@ def show_catalog(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------- demo
 
 
-def resolve_demo_region(region: Any, catalog: dict[str, Any]) -> Any:
-    """'@kind' (or '@kind#n') is the first (n-th) catalog region of that kind; anything else stays."""
-    if not (isinstance(region, str) and region.startswith("@")):
-        return region
-    kind, _, number = region[1:].partition("#")
-    matches = [entry["id"] for entry in catalog["regions"] if entry["kind"] == kind]
-    index = int(number or 1) - 1
-    if index >= len(matches):
-        return "whole" if kind != "text" else [0.3, 0.88, 0.7, 0.98]
-    return matches[index]
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from pixplan.tools import TOOLS
+    from pixplan.tools.calls import invoke_tool
+    from pixplan.tools.examples import example_call
     from pixplan.tools.perception import describe_catalog
     from pixplan.tools.store import ImageStore, save_png
 
@@ -279,8 +243,7 @@ def run_demo(args: argparse.Namespace) -> int:
     save_png(original, output / "00_original.png")
     tiles = [("original", original)]
     for number, tool in enumerate(TOOLS, start=1):
-        call = dict(DEMO_CALLS.get(tool.name, {"region": "whole"}))
-        call["region"] = resolve_demo_region(call["region"], catalog)
+        call = example_call(tool.name, catalog)
         summary, ref = invoke_tool(tool, store, image_id, call)
         result = store.get(ref["id"])
         path = output / f"{number:02d}_{tool.name}.png"

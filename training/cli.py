@@ -7,15 +7,19 @@ inside the command functions, so `pixplan --help` stays instant.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# The modules that define subcommands, in the order `pixplan --help` lists them.
+from pixplan.graph import cli as edit_cli
+from pixplan.tools import cli as tools_cli
+from pixplan.tools import mcp_server
+from pixplan.training import eval_cli
+
+#: The modules that define subcommands, in the order `pixplan --help` lists them.
 COMMAND_MODULES = (
-    "pixplan.graph.cli",  # edit
-    "pixplan.training.eval_cli",  # eval, tasks
-    "pixplan.tools.cli",  # tools, catalog
-    "pixplan.tools.mcp_server",  # mcp
+    edit_cli,  # edit
+    eval_cli,  # eval, tasks
+    tools_cli,  # tools, catalog
+    mcp_server,  # mcp
 )
 
 
@@ -24,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pixplan", description="Plan, execute and judge image edits from abstract goals."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
 

@@ -74,15 +74,8 @@ def _tasks(args: argparse.Namespace):
     return tasks[: args.limit] if args.limit else tasks
 
 
-def _judge(spec: str | None):
-    if spec in (None, "metric"):
-        return None
-    from pixplan.graph.llm_judge import LLMJudge
-
-    return LLMJudge(spec)  # verdicts cached in the run's store, keyed by model, prompt and images
-
-
 def run_eval(args: argparse.Namespace) -> int:
+    from pixplan.graph.models import load_judge
     from pixplan.training.evaluate import evaluate, markdown_table
 
     tasks = _tasks(args)
@@ -95,7 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
         system,
         out,
         system_name=args.system,
-        judge=_judge(args.judge),
+        judge=load_judge(args.judge),  # an LLM judge caches verdicts in the run's store
         workers=args.workers,
         progress=not args.quiet,
         settings={**settings, "split": args.split, "tasks": args.tasks or "bundled"},
@@ -131,9 +124,12 @@ def run_table(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from pixplan.training.report import rewrite_report
+    """Rebuild the report of a finished run from its files."""
+    from pixplan.training.evaluate import load_run
+    from pixplan.training.report import write_report
 
-    print(rewrite_report(args.run))
+    summary, results = load_run(args.run)
+    print(write_report(Path(args.run), summary, sorted(results.values(), key=lambda r: r["task"])))
     return 0
 
 

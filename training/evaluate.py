@@ -24,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from pixplan.graph.metric_judge import evaluate_checklist
+from pixplan.graph.models import load_judge
 from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest
 from pixplan.tools.store import ImageRef, ImageStore
+from pixplan.training.report import write_report
 from pixplan.training.systems import Outcome
 from pixplan.training.tasks import Task, prepare
 
@@ -44,17 +45,13 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def judge_outcome(
-    task: Task, store: ImageStore, image: ImageRef, catalog: Any, final_id: str, judge: Judge | None
+    task: Task, store: ImageStore, image: ImageRef, final_id: str, judge: Judge
 ) -> dict[str, Any]:
-    """Per-item verdicts of the final image: the metric checks by default, or any `Judge`."""
-    original, final = store.get(image["id"]), store.get(final_id)
-    if judge is None:
-        items, unverifiable = evaluate_checklist(task.checklist, original, final, catalog, store)
-        return {
-            "judge": "metric",
-            "items": [item.model_dump() for item in items],
-            "unverifiable": unverifiable,
-        }
+    """Per-item verdicts of the final image on the task's whole checklist, by the run's judge.
+
+    Items the judge gives no verdict for (the metric judge skips items without a typed check) are
+    `unverifiable` and not counted.
+    """
     request = JudgeRequest(
         scope="final",
         goal=task.goal,
@@ -67,23 +64,24 @@ def judge_outcome(
     verdict = judge.judge(request)
     if isinstance(verdict, JudgeFailure):
         return {"judge": judge.name, "items": [], "unverifiable": [], "failure": verdict.model_dump()}
+    judged = {item.id for item in verdict.checklist}
     return {
         "judge": judge.name,
         "items": [item.model_dump() for item in verdict.checklist],
-        "unverifiable": [],
+        "unverifiable": [item.id for item in task.checklist if item.id not in judged],
         "verdict": verdict.model_dump(),
     }
 
 
 def evaluate_task(
-    task: Task, system: System, run_dir: Path, store: ImageStore, *, judge: Judge | None = None
+    task: Task, system: System, run_dir: Path, store: ImageStore, *, judge: Judge
 ) -> tuple[dict[str, Any], bool]:
     """Run and judge one task, or read its finished result; returns (result, whether it was cached)."""
     task_dir = run_dir / "tasks" / task.id
     result_path = task_dir / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text()), True
-    image, catalog = prepare(task, store)
+    image, _catalog = prepare(task, store)
     start = time.perf_counter()
     error = None
     try:
@@ -92,7 +90,7 @@ def evaluate_task(
         outcome, error = Outcome(image_id=image["id"]), f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - start
     start = time.perf_counter()
-    judged = judge_outcome(task, store, image, catalog, outcome.image_id, judge)
+    judged = judge_outcome(task, store, image, outcome.image_id, judge)
     judge_seconds = time.perf_counter() - start
     items = judged["items"]
     passed = sum(item["passed"] for item in items)
@@ -142,6 +140,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
+    judge = judge if judge is not None else load_judge("metric")
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     store = ImageStore(run_dir / "store")
@@ -170,7 +169,7 @@ def evaluate(
             bar.update()
     bar.close()
     ordered = [results[task.id] for task in tasks]
-    summary = summarise(ordered, system=system_name, judge="metric" if judge is None else judge.name)
+    summary = summarise(ordered, system=system_name, judge=judge.name)
     summary["settings"] = settings or {}
     summary["this_run"] = {
         "evaluated": new,
@@ -181,8 +180,6 @@ def evaluate(
     }
     _write_json(run_dir / "summary.json", summary)
     (run_dir / "summary.md").write_text(markdown_summary(summary))
-    from pixplan.training.report import write_report
-
     write_report(run_dir, summary, ordered)
     return summary
 

@@ -250,12 +250,3 @@ are not verifiable on pixels and are not counted.</div>
     path = run_dir / "report.html"
     path.write_text(page)
     return path
-
-
-def rewrite_report(run_dir: str | Path) -> Path:
-    """Rebuild the report of a finished run from its files."""
-    from pixplan.training.evaluate import load_run
-
-    summary, results = load_run(run_dir)
-    ordered = sorted(results.values(), key=lambda r: r["task"])
-    return write_report(Path(run_dir), summary, ordered)

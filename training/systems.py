@@ -26,6 +26,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from pixplan.tools.calls import invoke_tool
 from pixplan.tools.regions import RegionCatalog, load_catalog
 from pixplan.tools.store import ImageRef, ImageStore
 from pixplan.training.families import FAMILIES, Family
@@ -59,24 +60,14 @@ def call_tool(
     if tool is None:
         record["error"] = f"unknown tool {name!r}"
         return image_id, record
-    call = {
-        "type": "tool_call",
-        "id": f"call-{name}",
-        "name": name,
-        "args": {"image_id": image_id, "region": region, **args},
-    }
     start = time.perf_counter()
     try:
-        message = tool.invoke(call, config={"configurable": {"store_dir": str(store.root)}})
+        _summary, artifact = invoke_tool(tool, store, image_id, {"region": region, **args})
     except Exception as error:  # a tool's bad-argument error is the system's failure, recorded, not fatal
         record["error"] = f"{type(error).__name__}: {error}"
         return image_id, record
     finally:
         record["seconds"] = round(time.perf_counter() - start, 3)
-    artifact = getattr(message, "artifact", None)
-    if getattr(message, "status", "success") == "error" or not artifact:
-        record["error"] = str(getattr(message, "content", message))
-        return image_id, record
     record["output"] = artifact["id"]
     return artifact["id"], record
 
