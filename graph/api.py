@@ -3,7 +3,7 @@
 ```python
 from pixplan.graph import edit
 
-result = edit("ad.png", "make this advertisement more eco-friendly", output="eco.png")
+result = edit("ad.png", "give this coffee ad a cosy autumn feel", output="autumn.png")
 result.status, result.score, result.trace["plan"]["checklist"]
 ```
 """

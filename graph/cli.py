@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-EXAMPLE = 'pixplan edit examples/ad.png "make this advertisement more eco-friendly" -o eco.png'
+EXAMPLE = 'pixplan edit examples/ad.png "give this coffee ad a cosy autumn feel" -o autumn.png'
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("image", nargs="?", help="the image to edit (omit with --resume)")
     parser.add_argument(
-        "goal", nargs="?", help='the goal, e.g. "make this ad more eco-friendly" (omit with --resume)'
+        "goal", nargs="?", help='the goal, e.g. "give this coffee ad a cosy autumn feel" (omit with --resume)'
     )
     parser.add_argument("-o", "--output", required=True, help="where to write the edited image (PNG)")
     parser.add_argument("--trace", help="where to write the JSON trace (default: OUTPUT with .trace.json)")

@@ -160,7 +160,7 @@ class EditNodes:
             height=current["height"],
             catalog=state["catalog_text"],
             tools=prompts.format_tools(self.tools),
-            example=prompts.demonstration(state["goal"], (catalog or {"regions": []})["regions"]),
+            example=prompts.worked_example(),
             history=history,
             max_steps=context.max_steps,
         )

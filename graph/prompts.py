@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pixplan.tools.perception import describe_catalog
+from pixplan.tools.regions import RegionCatalog
+
 PLANNER_SYSTEM = """You plan image edits. Given an image (described by its region catalog) and an abstract goal, \
 write:
 1. a checklist: concrete requirements that the edited image must meet for the goal to be reached, each with an \
@@ -108,173 +111,87 @@ def format_tools(tools: list[Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Demonstrations: a plan for the most similar known goal, written for THIS image's regions. Small models copy
-# structure from a demonstration far better than they follow instructions; large ones simply read it as a hint.
+# The worked example: one plan, on an ad and a goal of its own, that shows the plan's format and its level of
+# detail (concrete requirements with typed checks, one edit per step, the region and the values written out).
+# It is the same for every goal: the planner learns the format here and the content from the goal and image.
 
-#: keywords, goal of the demonstration, background (instruction, hue range or brightness range), slogan text,
-#: words the slogan check accepts.
-DEMONSTRATIONS: list[dict[str, Any]] = [
-    {
-        "keywords": {
-            "eco",
-            "green",
-            "sustainable",
-            "sustainability",
-            "nature",
-            "natural",
-            "organic",
-            "environment",
-            "environmental",
-            "planet",
-            "earth",
-            "vegan",
-            "plant",
-            "fresh",
+#: The example's image: a bicycle shop's flyer, described as `describe_catalog` describes any image.
+EXAMPLE_CATALOG = RegionCatalog(
+    image_id="example",
+    width=800,
+    height=600,
+    regions=[
+        {"id": "r1", "kind": "text", "label": 'text "City Cycles"', "box": [0.06, 0.05, 0.6, 0.16]},
+        {"id": "r2", "kind": "text", "label": 'text "Ride in comfort"', "box": [0.06, 0.2, 0.52, 0.27]},
+        {"id": "r3", "kind": "object", "label": "bicycle", "box": [0.3, 0.34, 0.94, 0.92]},
+        {"id": "r4", "kind": "text", "label": 'text "12 Mill Lane"', "box": [0.06, 0.88, 0.3, 0.94]},
+        {"id": "background", "kind": "background", "label": "background", "box": [0.0, 0.0, 1.0, 1.0]},
+        {"id": "whole", "kind": "whole", "label": "whole image", "box": [0.0, 0.0, 1.0, 1.0]},
+    ],
+)
+EXAMPLE_GOAL = "make this flyer feel sporty, for riders who train for races"
+EXAMPLE_PLAN = {
+    "checklist": [
+        {
+            "id": "c1",
+            "text": "the background is an intense electric purple",
+            "check": {
+                "type": "color_in_range",
+                "region": "background",
+                "stat": "hue",
+                "min": 265,
+                "max": 295,
+            },
         },
-        "goal": "make this ad feel natural and eco-friendly",
-        "background": ("Replace the background with a soft green gradient.", "hue", 70, 170),
-        "background_text": "the background looks natural and green",
-        "slogan": "Naturally green",
-        "words": ["natur", "green", "eco"],
-    },
-    {
-        "keywords": {"winter", "snow", "christmas", "xmas", "holiday", "holidays", "festive", "cold", "ice"},
-        "goal": "adapt this ad for a winter campaign",
-        "background": ("Replace the background with a pale blue to white gradient.", "hue", 180, 250),
-        "background_text": "the background looks cold and wintry, pale blue",
-        "slogan": "Winter warmth",
-        "words": ["winter", "snow", "warm"],
-    },
-    {
-        "keywords": {
-            "luxury",
-            "luxurious",
-            "premium",
-            "elegant",
-            "exclusive",
-            "gold",
-            "golden",
-            "classy",
-            "expensive",
-            "upscale",
+        {
+            "id": "c2",
+            "text": "the line under the name (r2) speaks of speed or racing",
+            "check": {"type": "text_contains", "region": "r2", "any_of": ["speed", "race", "racing", "fast"]},
         },
-        "goal": "make this ad look more luxurious",
-        "background": (
-            "Replace the background with a deep black to charcoal gradient.",
-            "brightness",
-            0,
-            0.3,
-        ),
-        "background_text": "the background is dark and elegant",
-        "slogan": "Pure luxury",
-        "words": ["luxury", "premium", "exclusive"],
-    },
-    {
-        "keywords": {"kids", "kid", "children", "child", "playful", "fun", "colorful", "colourful", "bright"},
-        "goal": "make this ad appeal to kids",
-        "background": (
-            "Replace the background with a bright yellow to orange gradient.",
-            "saturation",
-            0.5,
-            1,
-        ),
-        "background_text": "the background is bright and colourful",
-        "slogan": "Fun for everyone",
-        "words": ["fun", "kids", "play"],
-    },
-    {
-        "keywords": {"night", "dark", "evening", "midnight", "moody", "neon"},
-        "goal": "turn this ad into a night-time scene",
-        "background": ("Replace the background with a dark navy blue gradient.", "brightness", 0, 0.35),
-        "background_text": "the background looks like night, dark blue",
-        "slogan": "After dark",
-        "words": ["night", "dark", "evening"],
-    },
-    {
-        "keywords": {"minimal", "minimalist", "clean", "simple", "simpler", "calm", "quiet", "modern"},
-        "goal": "make this ad more minimalist",
-        "background": ("Replace the background with plain white.", "brightness", 0.85, 1),
-        "background_text": "the background is plain and light",
-        "slogan": "Simply good",
-        "words": ["simpl", "pure", "clean"],
-    },
-    {
-        "keywords": set(),
-        "goal": "give this ad a sunny summer feel",
-        "background": ("Replace the background with a warm yellow gradient.", "hue", 35, 75),
-        "background_text": "the background is warm and sunny",
-        "slogan": "Summer days",
-        "words": ["summer", "sun"],
-    },
-]
+        {
+            "id": "c3",
+            "text": "a badge reading 'TEST RIDE' is added in the empty top right corner",
+            "check": {"type": "text_contains", "region": [0.74, 0.04, 0.96, 0.3], "any_of": ["test ride"]},
+        },
+        {
+            "id": "c4",
+            "text": "the bicycle stays exactly as it is",
+            "check": {"type": "preserved", "region": "r3"},
+        },
+        {
+            "id": "c5",
+            "text": "the shop's name 'City Cycles' stays legible",
+            "check": {"type": "text_contains", "region": "r1", "any_of": ["cycles"]},
+        },
+    ],
+    "steps": [
+        {
+            "id": "s1",
+            "instruction": "Replace the background with a gradient from electric purple to deep violet.",
+            "serves": ["c1", "c4"],
+            "tool": "replace_background",
+        },
+        {
+            "id": "s2",
+            "instruction": "Replace the text r2 with 'Built for race day speed'.",
+            "serves": ["c2", "c5"],
+            "tool": "replace_text",
+        },
+        {
+            "id": "s3",
+            "instruction": "Add a purple ribbon badge reading 'TEST RIDE' in the box [0.74, 0.04, 0.96, 0.3].",
+            "serves": ["c3"],
+            "tool": "add_badge",
+        },
+    ],
+}
 
 
-def _goal_words(goal: str) -> set[str]:
-    import re
-
-    return set(re.findall(r"[a-z]+", goal.lower()))
-
-
-def pick_demonstration(goal: str) -> dict[str, Any]:
-    """The demonstration whose keywords best match the goal (the last one when none matches)."""
-    words = _goal_words(goal)
-    return max(DEMONSTRATIONS, key=lambda demo: (len(words & demo["keywords"]), demo is DEMONSTRATIONS[-1]))
-
-
-def demonstration(goal: str, regions: list[dict[str, Any]]) -> str:
-    """A worked plan for a similar goal on this image's own regions, to show the format and level of detail."""
-    demo = pick_demonstration(goal)
-    texts = [
-        r for r in regions if r["kind"] == "text" and not any(c.isdigit() for c in r.get("text", r["label"]))
-    ]
-    products = [r for r in regions if r["kind"] == "object"]
-    has_background = any(r["id"] == "background" for r in regions)
-    instruction, stat, low, high = demo["background"]
-    checklist: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
-    if has_background:
-        checklist.append(
-            {
-                "id": "c1",
-                "text": demo["background_text"],
-                "check": {
-                    "type": "color_in_range",
-                    "region": "background",
-                    "stat": stat,
-                    "min": low,
-                    "max": high,
-                },
-            }
-        )
-        steps.append({"id": "s1", "instruction": instruction, "serves": ["c1"], "tool": "replace_background"})
-    if texts:
-        slogan = max(texts, key=lambda r: (r["box"][2] - r["box"][0]) * (r["box"][3] - r["box"][1]))
-        checklist.append(
-            {
-                "id": f"c{len(checklist) + 1}",
-                "text": f"the slogan ({slogan['id']}) matches the new mood",
-                "check": {"type": "text_contains", "region": slogan["id"], "any_of": demo["words"]},
-            }
-        )
-        steps.append(
-            {
-                "id": f"s{len(steps) + 1}",
-                "instruction": f"Replace the text {slogan['id']} with '{demo['slogan']}'.",
-                "serves": [checklist[-1]["id"]],
-                "tool": "replace_text",
-            }
-        )
-    if products:
-        checklist.append(
-            {
-                "id": f"c{len(checklist) + 1}",
-                "text": "the product stays as it is",
-                "check": {"type": "preserved", "region": products[0]["id"]},
-            }
-        )
-        if steps:
-            steps[0]["serves"].append(checklist[-1]["id"])
-    if not steps:
-        return ""
-    plan = json.dumps({"checklist": checklist, "steps": steps})
-    return f'For example, a plan for the goal "{demo["goal"]}" on this image would be:\n{plan}\n'
+def worked_example() -> str:
+    """The worked example for the planner prompt: another image and goal, the catalog, and a good plan."""
+    return (
+        "An example of the format, for another image and another goal (write YOUR plan for YOUR image and goal;"
+        " do not copy this one):\n"
+        f"Goal: {EXAMPLE_GOAL}\n{describe_catalog(EXAMPLE_CATALOG)}\n"
+        f"Plan: {json.dumps(EXAMPLE_PLAN)}\n"
+    )

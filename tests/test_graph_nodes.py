@@ -383,21 +383,20 @@ def test_later_candidates_see_the_earlier_ones(store):
     assert "Other planners already proposed" in planner.seen[1][-1].content
 
 
-def test_demonstration_matches_the_goal_and_uses_this_images_regions(store):
+def test_the_worked_example_is_a_valid_plan_on_its_own_catalog_and_the_same_for_every_goal(store):
     from pixplan.graph import prompts
 
-    ref = put_ad(store)
-    regions = load_catalog(store, ref["id"])["regions"]
-    eco = prompts.demonstration("make this ad more eco-friendly", regions)
-    assert "soft green" in eco and '"region": "r1"' in eco  # r1 is the tiny ad's product
-    assert "pale blue" in prompts.demonstration("adapt it for a winter campaign", regions)
-    text_regions = [
-        *regions,
-        {"id": "r9", "kind": "text", "label": "text", "text": "Hello", "box": [0, 0, 0.5, 0.1]},
-    ]
-    demo = prompts.demonstration("anything at all", text_regions)
-    assert "Replace the text r9" in demo and "summer" in demo
-    Plan.model_validate_json(demo.split("\n")[1])  # the demonstration itself is a valid plan
+    example = Plan.model_validate(prompts.EXAMPLE_PLAN)
+    assert validate_plan(example, prompts.EXAMPLE_CATALOG, max_steps=6, tools=[t.name for t in TOOLS]) == []
+    assert score_plan(example)[0] == 1.0  # every item served, steps atomic, nothing redundant
+    text = prompts.worked_example()
+    assert prompts.EXAMPLE_GOAL in text and '- r3 (object): bicycle box' in text
+    planner = ScriptedChatModel(responses=[plan_message(ECO_PLAN)] * 2)
+    for goal in ("make this ad feel like spring", "a completely different goal"):
+        state = {**base_state(store, plan=None, plan_version=0), "goal": goal}
+        EditNodes(planner=planner, tools=TOOLS).plan(state, runtime(store, num_plan_candidates=1))
+        prompt = planner.seen[-1][-1].content
+        assert goal in prompt and text in prompt
 
 
 def test_orchestrate_refuses_to_repeat_a_rejected_call(store):
