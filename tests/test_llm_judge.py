@@ -19,6 +19,7 @@ from tiny_lm import tiny_local_model
 from pixplan.graph.checks import ChecklistItem
 from pixplan.graph.llm_judge import TEXT_ONLY_NOTE, LLMJudge
 from pixplan.graph.schemas import JudgeFailure, JudgeRequest, Verdict
+from pixplan.graph.usage import metered
 from pixplan.tools.regions import save_catalog
 
 VERDICT = {
@@ -94,7 +95,8 @@ def request_(store) -> JudgeRequest:
 def test_verdict_parsed_and_images_sent_as_content_blocks(request_, tmp_path):
     model = FakeJudgeModel(responses=[verdict_call()])
     judge = LLMJudge(model, cache_dir=tmp_path / "cache")
-    verdict = judge.judge(request_)
+    with metered("judge", {}) as meter:
+        verdict = judge.judge(request_)
     assert isinstance(verdict, Verdict)
     assert verdict == Verdict.model_validate(VERDICT)
     assert judge.name == "llm:FakeJudgeModel:fake-vision"
@@ -114,15 +116,16 @@ def test_verdict_parsed_and_images_sent_as_content_blocks(request_, tmp_path):
     ):
         assert fragment in text
     assert "reasons" in messages[0].content and "0-10" in messages[0].content
-    assert judge.usage.usage()["calls"] == 1
+    assert meter.usage()["calls"] == 1
 
 
 def test_cache_hit_makes_no_call(request_, tmp_path):
     model = FakeJudgeModel(responses=[verdict_call()])
     first = LLMJudge(model, cache_dir=tmp_path / "cache").judge(request_)
     again = LLMJudge(model, cache_dir=tmp_path / "cache")
-    assert again.judge(request_) == first
-    assert len(model.seen) == 1 and again.cache_hits == 1 and again.usage.usage()["calls"] == 0
+    with metered("judge", {}) as meter:
+        assert again.judge(request_) == first
+    assert len(model.seen) == 1 and again.cache_hits == 1 and meter.usage()["calls"] == 0
     # another checklist is another prompt: a new call
     other = JudgeRequest(**{**request_.__dict__, "checklist": request_.checklist[:1]})
     again.judge(other)
@@ -181,11 +184,12 @@ def test_text_only_model_gets_a_measured_description(request_, tmp_path):
 
 def test_local_model_judge_always_gives_a_valid_verdict(request_):
     judge = LLMJudge(tiny_local_model(), cache_dir=False)
-    verdict = judge.judge(request_)
+    with metered("judge", {}) as meter:
+        verdict = judge.judge(request_)
     assert isinstance(verdict, Verdict), verdict
     assert [item.id for item in verdict.checklist] == ["c1", "c2"]
     assert verdict.reasons[0] == TEXT_ONLY_NOTE
-    assert judge.usage.usage()["calls"] == 1 and judge.usage.usage()["output_tokens"] > 0
+    assert meter.usage()["calls"] == 1 and meter.usage()["output_tokens"] > 0
 
 
 def test_final_scope_compares_original_and_result(request_, tmp_path):

@@ -19,8 +19,8 @@ from pixplan.graph.local_model import (
     render_prompt,
     to_chat_messages,
 )
-from pixplan.graph.models import UsageTracker
 from pixplan.graph.schemas import Plan, Verdict
+from pixplan.graph.usage import UsageMeter
 
 IMAGE_ID = "0123456789abcdef01234567"
 CATALOG = (
@@ -224,7 +224,7 @@ class Coded(BaseModel):
 
 
 def test_unsupported_schema_falls_back_to_reasking_and_fails_cleanly(lm):
-    tracker = UsageTracker("planner")
+    tracker = UsageMeter()
     runnable = lm.with_structured_output(Coded, include_raw=True)
     result = runnable.invoke("Give a code.", config={"callbacks": [tracker]})
     assert result["parsed"] is None and result["parsing_error"] is not None
@@ -233,8 +233,8 @@ def test_unsupported_schema_falls_back_to_reasking_and_fails_cleanly(lm):
         lm.with_structured_output(Coded).invoke("Give a code.")
 
 
-def test_usage_tracker_counts_calls_and_tokens(lm):
-    tracker = UsageTracker("orchestrator")
+def test_usage_meter_counts_calls_and_tokens(lm):
+    tracker = UsageMeter()
     lm.bind_tools(TOOLS).invoke(CATALOG + "blur r1", config={"callbacks": [tracker]})
     lm.invoke("hi", config={"callbacks": [tracker]})
     usage = tracker.usage()

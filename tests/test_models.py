@@ -16,8 +16,9 @@ from openai_stub import openai_stub
 from tiny_lm import tiny_causal_lm, tiny_tokenizer
 
 from pixplan.graph.local_model import LocalChatModel
-from pixplan.graph.models import DEFAULT_MODEL, UsageTracker, load_chat_model, supports_images
+from pixplan.graph.models import DEFAULT_MODEL, load_chat_model, supports_images
 from pixplan.graph.schemas import Plan
+from pixplan.graph.usage import UsageMeter
 
 
 @tool
@@ -119,7 +120,7 @@ def test_openai_compatible_server_tool_calls_and_structured_output(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with openai_stub(_stub_reply) as stub:
         model = load_chat_model("openai:stub-model", base_url=stub.base_url, max_retries=0)
-        tracker = UsageTracker("orchestrator")
+        tracker = UsageMeter()
         message = model.bind_tools([recolor, replace_text]).invoke(
             [HumanMessage("Replace the slogan.")], config={"callbacks": [tracker]}
         )
