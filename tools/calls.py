@@ -7,12 +7,15 @@ A tool runs as an agent's tool call does (a `ToolCall`, the store injected throu
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
 from pixplan.tools.store import ImageRef, ImageStore
+
+Settings = TypeVar("Settings")
 
 
 def store_config(store: ImageStore, config: RunnableConfig | None = None) -> RunnableConfig:
@@ -37,3 +40,23 @@ def invoke_tool(
     }
     message = tool.invoke(call, config=store_config(store))
     return str(message.content), message.artifact
+
+
+def settings_from_config(config: Any, key: str, settings_type: type[Settings]) -> Settings:
+    """A tool family's settings from a tool call's config: ``configurable[key]``, either a `settings_type`
+    dataclass or a dict of its fields (an unknown field is an error), else the defaults.
+
+    The generative tools read ``configurable["generative"]`` (`GenerativeSettings`), the grounding tools
+    ``configurable["grounding"]`` (`GroundingSettings`): the user's settings, never arguments the model sees.
+    """
+    configurable = (config or {}).get("configurable", {}) if isinstance(config, dict) else {}
+    value = configurable.get(key)
+    if value is None:
+        return settings_type()
+    if isinstance(value, settings_type):
+        return value
+    known = {item.name for item in fields(settings_type)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"unknown {key} settings {unknown}; known: {sorted(known)}")
+    return settings_type(**value)

@@ -120,7 +120,6 @@ def recolor(
 
     Args:
         image_id: Id of the image to edit.
-        region: Where to edit: a region id from the catalog (e.g. 'r2'), 'whole', 'background', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         color: Target colour as a CSS name ('forestgreen', 'gold') or hex code ('#2e8b57').
         hue_shift: Degrees to rotate hues by (-180..180), used when no colour is given.
         strength: How far to go, 0 (no change) to 1 (fully).
@@ -187,7 +186,6 @@ def adjust_tone(
 
     Args:
         image_id: Id of the image to edit.
-        region: Where to edit: a region id from the catalog (e.g. 'r2'), 'whole', 'background', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         brightness: Lighter (> 0) or darker (< 0).
         contrast: More contrast (> 0) or flatter (< 0; -1 is flat gray).
         saturation: More colourful (> 0) or more muted (< 0; -1 is grayscale).
@@ -289,10 +287,10 @@ def replace_background(
 
     Only the region changes (by default 'background': everything but the catalog's foreground objects and
     text), so the product, other foreground objects and the existing text stay as they are.
+    The region is usually 'background'.
 
     Args:
         image_id: Id of the image to edit.
-        region: Where to paint: usually 'background'; also a region id, 'whole', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         fill: 'solid', 'linear_gradient', 'radial_gradient' (centre to corners), or a texture: 'noise' (soft clouds), 'grain' (fine film grain), 'stripes' or 'dots'.
         color: Main colour, a CSS name or hex code (gradient start, texture base).
         second_color: Second colour for gradients and textures (default: a darker shade of `color`).
@@ -361,10 +359,10 @@ def remove_object(
 
     Works best on small objects, text or blemishes over plain or smoothly varying backgrounds; large holes
     come out smooth and blurry.
+    The region is what to remove.
 
     Args:
         image_id: Id of the image to edit.
-        region: What to remove: a region id from the catalog (e.g. 'r2'), a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         method: 'telea' (fast marching, Telea 2004) or 'ns' (Navier-Stokes, Bertalmio 2001).
         grow: Pixels to grow the region by first, so the object's outline and shadow go too.
         inpaint_radius: Neighbourhood radius in pixels that each filled pixel is estimated from.
@@ -435,11 +433,11 @@ def stylize(
     config: RunnableConfig = None,
 ) -> tuple[str, ImageRef]:
     """Give the image or a region a photographic style: warm, cool, vintage (sepia, faded, vignette), mono or posterize.
+    The region is usually 'whole'.
 
     Args:
         image_id: Id of the image to edit.
         style: 'warm' (golden light), 'cool' (blue, crisp), 'vintage' (sepia, faded, dark corners), 'mono' (black and white) or 'posterize' (few flat colour levels).
-        region: Where to apply it; 'whole' for the whole image (the usual choice), or a region id, 'background', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         strength: How strongly, 0 (no change) to 1 (fully).
         levels: Colour levels per channel for 'posterize'.
     """
@@ -468,7 +466,6 @@ def blur(
 
     Args:
         image_id: Id of the image to edit.
-        region: Where to blur: a region id from the catalog (e.g. 'r2'), 'background', 'whole', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         radius: Blur strength in pixels (the Gaussian's standard deviation).
     """
 
@@ -501,7 +498,6 @@ def sharpen(
 
     Args:
         image_id: Id of the image to edit.
-        region: Where to sharpen: a region id from the catalog (e.g. 'r2'), 'whole', 'background', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         amount: How much of the detail to add back (1 doubles fine detail).
         radius: Size in pixels of the detail that is enhanced (the Gaussian's standard deviation).
     """

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -27,6 +27,7 @@ from langchain_core.tools import ToolException, tool
 from PIL import Image
 from pydantic import Field
 
+from pixplan.tools.calls import settings_from_config
 from pixplan.tools.editing import apply_edit
 from pixplan.tools.regions import RegionArg, RegionCatalog, nonzero_bounds
 from pixplan.tools.store import ImageRef
@@ -95,21 +96,6 @@ class GenerativeSettings:
         default=None,
         metadata={"help": "An already built instruction-editing pipeline, used instead of loading one."},
     )
-
-
-def settings_from_config(config: Any) -> GenerativeSettings:
-    """The settings of a tool call: ``configurable["generative"]`` (settings or a dict of fields), else defaults."""
-    configurable = (config or {}).get("configurable", {}) if isinstance(config, dict) else {}
-    value = configurable.get("generative")
-    if value is None:
-        return GenerativeSettings()
-    if isinstance(value, GenerativeSettings):
-        return value
-    known = {item.name for item in fields(GenerativeSettings)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"unknown generative settings {unknown}; known: {sorted(known)}")
-    return GenerativeSettings(**value)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -341,7 +327,6 @@ def inpaint_region(
 
     Args:
         image_id: Id of the image to edit.
-        region: Where to paint: a region id from the catalog (e.g. 'r2'), 'whole', 'background', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         prompt: What the region should show afterwards, e.g. 'a potted fern on a wooden shelf'.
         negative_prompt: What it should not show, e.g. 'text, watermark, blur'.
         strength: How much to change, 0 (keep) to 1 (paint anew).
@@ -350,7 +335,7 @@ def inpaint_region(
         seed: Random seed; the same seed gives the same result.
     """
     _check_steps(strength, num_inference_steps)
-    settings = settings_from_config(config)
+    settings = settings_from_config(config, "generative", GenerativeSettings)
 
     def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
         pipe = _pipeline(settings, "inpaint")
@@ -397,7 +382,6 @@ def edit_by_instruction(
 
     Args:
         image_id: Id of the image to edit.
-        region: Where to edit: a region id from the catalog (e.g. 'r2'), 'whole', 'background', a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         prompt: The instruction, e.g. 'make it look like winter'.
         negative_prompt: What the result should not show.
         guidance_scale: How strongly to follow the instruction (typically 5-9).
@@ -405,7 +389,7 @@ def edit_by_instruction(
         num_inference_steps: Denoising steps: more is slower and finer (typically 20-50).
         seed: Random seed; the same seed gives the same result.
     """
-    settings = settings_from_config(config)
+    settings = settings_from_config(config, "generative", GenerativeSettings)
 
     def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
         pipe = _pipeline(settings, "edit")
@@ -459,12 +443,11 @@ def generate_background(
         image_id: Id of the image to edit.
         prompt: The new background, e.g. 'a sunlit forest clearing, soft focus'.
         negative_prompt: What the background should not show, e.g. 'people, text'.
-        region: The background to replace: 'background' (everything but the catalog's objects and text), a region id, a normalized box [x0, y0, x1, y1] in 0..1, or 'mask:<image id>'.
         guidance_scale: How closely to follow the prompt (typically 5-9).
         num_inference_steps: Denoising steps: more is slower and finer (typically 20-50).
         seed: Random seed; the same seed gives the same result.
     """
-    settings = settings_from_config(config)
+    settings = settings_from_config(config, "generative", GenerativeSettings)
 
     def edit(image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None) -> Image.Image:
         pipe = _pipeline(settings, "inpaint")

@@ -165,10 +165,10 @@ def add_badge(
     The badge fills the region's box as far as its shape allows (circles and starbursts are round, rounded
     rectangles and ribbons are wide) and sits in its centre; in a shaped region such as 'background' it takes
     the largest free spot, away from existing text. Keep the text short: it is wrapped and shrunk to fit.
+    The region is where the badge goes (a small box in a corner for a sticker).
 
     Args:
         image_id: Id of the image to edit.
-        region: Where the badge goes: a region id from the catalog (e.g. 'r2'), 'background', or a normalized box [x0, y0, x1, y1] in 0..1 (a small box in a corner for a sticker).
         text: The badge's text, a few words at most.
         shape: 'circle', 'starburst' (a sale sticker), 'rounded_rectangle' (a pill label) or 'ribbon' (a banner with notched ends).
         color: Badge colour as a CSS name ('crimson', 'forestgreen') or hex code; default: red on light backgrounds, gold on dark ones.
@@ -333,7 +333,6 @@ def add_icon(
 
     Args:
         image_id: Id of the image to edit.
-        region: Where the icon goes: a region id from the catalog (e.g. 'r2'), 'background', or a normalized box [x0, y0, x1, y1] in 0..1.
         icon: Which icon: 'leaf' or 'recycle' (eco, natural), 'snowflake' (winter), 'sun' (summer), 'star' (quality, festive) or 'heart' (love, kids).
         color: Icon colour as a CSS name ('forestgreen', 'white') or hex code; default: the icon's natural colour, lightened on dark backgrounds.
     """

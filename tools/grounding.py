@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from PIL import Image
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from pixplan.tools.calls import settings_from_config
 from pixplan.tools.editing import load_for_edit
 from pixplan.tools.generative import ModelUnavailableError, missing_model_message, resolve_device
 from pixplan.tools.regions import CatalogRegion, RegionCatalog, load_catalog, pixels_to_box, save_catalog
@@ -52,21 +53,6 @@ class GroundingSettings:
         default_factory=lambda: os.environ.get("PIXPLAN_DEVICE", "auto"),
         metadata={"help": "torch device, or 'auto' (CUDA, then MPS, then CPU) ($PIXPLAN_DEVICE)."},
     )
-
-
-def settings_from_config(config: Any) -> GroundingSettings:
-    """The settings of a tool call: ``configurable["grounding"]`` (settings or a dict of fields), else defaults."""
-    configurable = (config or {}).get("configurable", {}) if isinstance(config, dict) else {}
-    value = configurable.get("grounding")
-    if value is None:
-        return GroundingSettings()
-    if isinstance(value, GroundingSettings):
-        return value
-    known = {item.name for item in fields(GroundingSettings)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"unknown grounding settings {unknown}; known: {sorted(known)}")
-    return GroundingSettings(**value)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -258,7 +244,7 @@ def find_region(
     """
     store = store_from_config(config)
     image = load_for_edit(store, image_id)
-    settings = settings_from_config(config)
+    settings = settings_from_config(config, "grounding", GroundingSettings)
     found = find_boxes(image, description, settings, min_score=min_score, max_regions=max_regions)
     if not found:
         raise ToolException(
@@ -287,7 +273,7 @@ def segment_region(
     """
     store = store_from_config(config)
     image = load_for_edit(store, image_id)
-    probability = segment(image, description, settings_from_config(config))
+    probability = segment(image, description, settings_from_config(config, "grounding", GroundingSettings))
     inside = probability > threshold
     if not inside.any():
         raise ToolException(

@@ -349,10 +349,10 @@ def replace_text(
     The old text is erased (its letters are filled in from their surroundings) and the new text is drawn in the
     old text's colour and size, centred where the old text was; a longer text is shrunk to fit the region. Use a
     text region id from the catalog; a box or other region is read with OCR to find the text inside it.
+    The region is the text to replace: a text region of the catalog, or a box around the text.
 
     Args:
         image_id: Id of the image to edit.
-        region: The text to replace: a text region id from the catalog (e.g. 'r1'), or a normalized box [x0, y0, x1, y1] around the text.
         text: The new text. Use a newline for a line break.
         color: Colour of the new text as a CSS name ('white', 'forestgreen') or hex code ('#2e8b57'); default: the old text's colour.
     """
@@ -469,10 +469,10 @@ def add_text(
     The text is wrapped onto up to three lines where that lets it be larger. Without a colour, it is white on
     dark backgrounds and near-black on light ones. For a region that is not a box (such as 'background'), the
     text goes in the largest free rectangle of that region.
+    The region is where the text goes (a wide, flat box for one line).
 
     Args:
         image_id: Id of the image to edit.
-        region: Where the text goes: a region id from the catalog (e.g. 'r2'), 'background', 'whole', or a normalized box [x0, y0, x1, y1] in 0..1 (a wide, flat box for one line).
         text: The text to write. Use a newline for a line break.
         color: Text colour as a CSS name ('white', 'gold') or hex code ('#2e8b57'); default: automatic contrast.
         effect: 'shadow' (soft drop shadow), 'outline' (contrasting stroke), 'none', or 'auto' (an outline when the background is busy).
