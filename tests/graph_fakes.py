@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,16 +27,25 @@ from pixplan.tools.store import ImageRef, ImageStore
 
 
 class ScriptedChatModel(FakeMessagesListChatModel):
-    """A fake tool-calling chat model: replies from `responses` in turn, or from `respond(messages)`."""
+    """A fake tool-calling chat model: replies from `responses` in turn, or from `respond(messages)`.
+
+    `delay_s` makes each call slow (timeouts), `error` makes it raise (failures); `profile` says whether it sees
+    images (text-only unless a test says otherwise). Every conversation it was sent is in `seen`.
+    """
 
     respond: Callable[[list[BaseMessage]], BaseMessage] | None = None
-    # Text-only unless a test says otherwise.
     profile: dict[str, Any] | None = Field(default_factory=lambda: {"image_inputs": False})
+    model_name: str = "scripted"
+    delay_s: float = 0.0
+    error: str | None = None  # raise RuntimeError(error) instead of answering
     seen: list[list[BaseMessage]] = Field(default_factory=list)
     bound_tools: list[str] = Field(default_factory=list)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(list(messages))
+        time.sleep(self.delay_s)
+        if self.error:
+            raise RuntimeError(self.error)
         if self.respond is not None:
             from langchain_core.outputs import ChatGeneration, ChatResult
 
@@ -46,14 +56,25 @@ class ScriptedChatModel(FakeMessagesListChatModel):
         self.bound_tools = [getattr(tool, "name", str(tool)) for tool in tools]
         return self
 
-    def with_structured_output(self, schema: type[BaseModel], **kwargs: Any) -> Runnable:
+    def with_structured_output(
+        self, schema: type[BaseModel], *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable:
+        """Parsed from the reply's first tool call, else from its JSON content, as a real model's would be."""
+
         def parse(message: AIMessage) -> BaseModel:
             try:
-                return schema.model_validate(json.loads(message.content))
-            except (json.JSONDecodeError, ValidationError) as error:
+                data = message.tool_calls[0]["args"] if message.tool_calls else json.loads(message.content)
+                return schema.model_validate(data)
+            except (json.JSONDecodeError, TypeError, ValidationError) as error:
                 raise OutputParserException(f"invalid {schema.__name__}: {error}") from None
 
-        return self | RunnableLambda(parse)
+        def parse_with_raw(message: AIMessage) -> dict[str, Any]:
+            try:
+                return {"raw": message, "parsed": parse(message), "parsing_error": None}
+            except OutputParserException as error:
+                return {"raw": message, "parsed": None, "parsing_error": error}
+
+        return self | RunnableLambda(parse_with_raw if include_raw else parse)
 
 
 def tool_call(name: str, call_id: str = "call", **args: Any) -> AIMessage:

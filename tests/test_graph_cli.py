@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 from graph_fakes import ECO_CALLS, ECO_PLAN, make_ad
+from openai_stub import openai_stub
 
 from pixplan.graph.cli import format_event
 from pixplan.training.cli import main
@@ -21,55 +19,26 @@ from pixplan.training.cli import main
 GOAL = "make this advertisement more eco-friendly"
 
 
-class StubOpenAI(BaseHTTPRequestHandler):
-    requests: ClassVar[list[dict]] = []
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append(body)
-        message = {"role": "assistant", "content": None}
-        if "response_format" in body:
-            message["content"] = json.dumps(ECO_PLAN)
-        else:
-            text = json.dumps(body["messages"])
-            step = re.findall(r"Step (s\d+):", text)[-1]
-            call = ECO_CALLS[step]
-            message["tool_calls"] = [
-                {
-                    "id": f"call_{step}",
-                    "type": "function",
-                    "function": {"name": call["name"], "arguments": json.dumps(call["args"])},
-                }
-            ]
-        payload = {
-            "id": "chatcmpl-stub",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-        }
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _reply(body: dict) -> dict:
+    """A plan for structured-output requests; the tool call of the step in the prompt for the others."""
+    if "response_format" in body:
+        return {"role": "assistant", "content": json.dumps(ECO_PLAN)}
+    step = re.findall(r"Step (s\d+):", json.dumps(body["messages"]))[-1]
+    call = ECO_CALLS[step]
+    function = {"name": call["name"], "arguments": json.dumps(call["args"])}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": f"call_{step}", "type": "function", "function": function}],
+    }
 
 
 @pytest.fixture
 def stub_server(monkeypatch):
-    StubOpenAI.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "stub")
-    yield StubOpenAI
-    server.shutdown()
+    with openai_stub(_reply) as stub:
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "stub")
+        yield stub
 
 
 # The stub is a local HTTP server: sockets to 127.0.0.1 only.
@@ -99,7 +68,7 @@ def test_cli_edit_with_openai_compatible_models(stub_server, tmp_path, capsys):
     trace = json.loads(out.with_suffix(".trace.json").read_text())
     assert trace["status"] == "passed" and trace["settings"]["planner_model"] == spec
     assert (
-        trace["usage"]["planner"]["input_tokens"] == 100
+        trace["usage"]["planner"]["input_tokens"] == 11  # what the stub reports for its one plan call
         and trace["usage"]["orchestrator"]["model_calls"] == 2
     )
     assert out.with_suffix(".sheet.png").exists() and out.exists()

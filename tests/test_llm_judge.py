@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from typing import Any
 
 import numpy as np
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from graph_fakes import ScriptedChatModel
+from langchain_core.messages import AIMessage
 from PIL import Image
-from pydantic import Field
 from tiny_lm import tiny_local_model
 
 from pixplan.graph.checks import ChecklistItem
@@ -35,24 +33,9 @@ VERDICT = {
 }
 
 
-class FakeJudgeModel(FakeMessagesListChatModel):
-    """A scripted chat model that can see images; answers Verdict requests with tool calls, as real models do."""
-
-    profile: dict[str, Any] | None = Field(default_factory=lambda: {"image_inputs": True})
-    model_name: str = "fake-vision"
-    seen: list[list[BaseMessage]] = Field(default_factory=list)
-    delay_s: float = 0.0
-    error: str | None = None  # raise RuntimeError(error) instead of answering
-
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        self.seen.append(list(messages))
-        time.sleep(self.delay_s)
-        if self.error:
-            raise RuntimeError(self.error)
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-
-    def bind_tools(self, tools, **kwargs):
-        return self
+def FakeJudgeModel(**fields: Any) -> ScriptedChatModel:
+    """A scripted chat model that sees images; it answers Verdict requests with tool calls, as real models do."""
+    return ScriptedChatModel(**{"profile": {"image_inputs": True}, "model_name": "fake-vision", **fields})
 
 
 def verdict_call(args: dict | None = None) -> AIMessage:
@@ -99,7 +82,7 @@ def test_verdict_parsed_and_images_sent_as_content_blocks(request_, tmp_path):
         verdict = judge.judge(request_)
     assert isinstance(verdict, Verdict)
     assert verdict == Verdict.model_validate(VERDICT)
-    assert judge.name == "llm:FakeJudgeModel:fake-vision"
+    assert judge.name == "llm:ScriptedChatModel:fake-vision"
     (messages,) = model.seen
     blocks = messages[-1].content
     images = [b for b in blocks if b["type"] == "image"]

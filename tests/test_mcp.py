@@ -11,13 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from graph_fakes import ScriptedChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from PIL import Image, ImageDraw, ImageFont
 
@@ -117,13 +116,6 @@ def test_lists_and_calls_tools_and_answers_bad_arguments_with_errors(store, tmp_
     assert "unknown region id 'r7'" in text_of(region)
     assert "unknown tool 'no_such_tool'" in text_of(tool)
     assert "unknown image" in text_of(data)
-
-
-class ScriptedChatModel(FakeMessagesListChatModel):
-    """A fake tool-calling chat model: answers with its scripted messages in turn."""
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
-        return self
 
 
 def test_langgraph_agent_edits_an_image_through_mcp_tools(store, tmp_path):
