@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pixplan.graph.context import add_context_arguments, context_settings
+
 EXAMPLE = 'pixplan edit examples/ad.png "give this coffee ad a cosy autumn feel" -o autumn.png'
 
 
@@ -30,20 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the edited image (PNG)")
     parser.add_argument("--trace", help="where to write the JSON trace (default: OUTPUT with .trace.json)")
     parser.add_argument("--sheet", help="where to write the contact sheet (default: OUTPUT with .sheet.png)")
-    parser.add_argument("--planner", help="planner model spec (default local:smollm2, offline)")
-    parser.add_argument("--orchestrator", help="orchestrator model spec (default local:smollm2, offline)")
-    parser.add_argument("--judge", help="'metric' (default, offline) or a multimodal chat model spec")
     parser.add_argument("--thread-id", help="id of this run (default: a new one, printed at the start)")
     parser.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted run")
-    parser.add_argument("--approve", action="store_true", help="show the plan and wait for approval or edits")
     parser.add_argument("--db", help="SQLite checkpoint file (default: checkpoints.sqlite beside the store)")
-    parser.add_argument(
-        "--store", help="image store folder (default $PIXPLAN_STORE or ~/.cache/pixplan/store)"
-    )
-    parser.add_argument("--max-retries", type=int, help="retries per failed step (default 2)")
-    parser.add_argument("--max-replans", type=int, help="replans (default 1)")
-    parser.add_argument("--candidates", type=int, help="candidate plans sampled (default 2)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    add_context_arguments(parser)
     parser.set_defaults(func=run_edit)
 
 
@@ -118,17 +111,7 @@ def run_edit(args: argparse.Namespace) -> int:
         print("pixplan edit: needs IMAGE and GOAL (or --resume THREAD_ID)", file=sys.stderr)
         return 2
     output = Path(args.output)
-    settings: dict[str, Any] = {}
-    for flag, name in (
-        ("store", "store_dir"),
-        ("max_retries", "max_retries_per_step"),
-        ("max_replans", "max_replans"),
-        ("candidates", "num_plan_candidates"),
-    ):
-        if getattr(args, flag) is not None:
-            settings[name] = getattr(args, flag)
-    if args.approve:
-        settings["approve_plan"] = True
+    settings = context_settings(args)
     thread_id = args.resume or args.thread_id or uuid.uuid4().hex[:12]
     if not args.quiet:
         print(f"{'resuming' if args.resume else 'starting'} run {thread_id}", flush=True)
@@ -148,9 +131,6 @@ def run_edit(args: argparse.Namespace) -> int:
             output=output,
             trace=args.trace or output.with_suffix(".trace.json"),
             sheet=args.sheet or output.with_suffix(".sheet.png"),
-            planner=args.planner,
-            orchestrator=args.orchestrator,
-            judge=args.judge,
             db=args.db,
             thread_id=thread_id,
             resume=bool(args.resume),

@@ -1,12 +1,14 @@
 """Run settings of an edit: the typed `context_schema` of the graph.
 
-Every field has a default and a description; `pixplan edit` flags and `edit(**settings)` map onto these fields.
+Every field has a default and a description; `pixplan edit`'s flags are made from these fields
+(`add_context_arguments`) and `edit(**settings)` takes them by name.
 Models are named by spec strings (`"openai:gpt-4.1"`, `"local:..."`); nodes resolve them lazily, so building
 the graph needs no keys, no weights and no torch.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field, fields
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -24,21 +26,32 @@ class Context:
 
     planner_model: str = field(
         default=DEFAULT_MODEL,
-        metadata={"description": "Chat model that writes the checklist and steps ('provider:model' spec)."},
+        metadata={
+            "flag": "--planner",
+            "description": "Chat model that writes the checklist and steps ('provider:model' spec).",
+        },
     )
     orchestrator_model: str = field(
         default=DEFAULT_MODEL,
-        metadata={"description": "Tool-calling chat model that picks tool, region and arguments per step."},
+        metadata={
+            "flag": "--orchestrator",
+            "description": "Tool-calling chat model that picks tool, region and arguments per step.",
+        },
     )
     judge: str = field(
         default="metric",
         metadata={
+            "flag": "--judge",
             "description": "'metric' (deterministic pixel checks, offline) or a multimodal chat model spec "
-            "for the LLM judge."
+            "for the LLM judge.",
         },
     )
     max_retries_per_step: int = field(
-        default=2, metadata={"description": "Retries of a step the judge failed, before a replan."}
+        default=2,
+        metadata={
+            "flag": "--max-retries",
+            "description": "Retries of a step the judge failed, before a replan.",
+        },
     )
     max_replans: int = field(
         default=1, metadata={"description": "Replans after a step or the final judgement failed."}
@@ -52,7 +65,10 @@ class Context:
     )
     num_plan_candidates: int = field(
         default=2,
-        metadata={"description": "Candidate plans sampled; the one that best covers its checklist wins."},
+        metadata={
+            "flag": "--candidates",
+            "description": "Candidate plans sampled; the one that best covers its checklist wins.",
+        },
     )
     max_steps: int = field(default=6, metadata={"description": "Most steps a plan may have."})
     pass_threshold: float = field(
@@ -63,7 +79,10 @@ class Context:
     )
     approve_plan: bool = field(
         default=False,
-        metadata={"description": "Pause (a LangGraph interrupt) for the user to accept or edit the plan."},
+        metadata={
+            "flag": "--approve",
+            "description": "Pause (a LangGraph interrupt) for the user to accept or edit the plan.",
+        },
     )
     send_images: bool = field(
         default=True,
@@ -73,7 +92,10 @@ class Context:
     )
     store_dir: str = field(
         default_factory=lambda: str(default_store_dir()),
-        metadata={"description": "Image store folder of the run (tools read and write images there)."},
+        metadata={
+            "flag": "--store",
+            "description": "Image store folder of the run (tools read and write images there; default $PIXPLAN_STORE, else ~/.cache/pixplan/store).",
+        },
     )
 
     @cached_property
@@ -118,6 +140,44 @@ def _default_context(store_dir: str) -> Context:
 def context_fields() -> dict[str, str]:
     """Field name -> description, for help texts."""
     return {item.name: item.metadata.get("description", "") for item in fields(Context)}
+
+
+def context_flag(item: Any) -> str:
+    """The command-line flag of a `Context` field: its `flag` metadata, else ``--field-name``."""
+    return item.metadata.get("flag", "--" + item.name.replace("_", "-"))
+
+
+def add_context_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per `Context` field, its help the field's description and default, so a new setting is a
+    flag of `pixplan edit` with no second declaration. Flags left out keep the field's default (argparse's
+    default is None: only what the user gave is passed on)."""
+    group = parser.add_argument_group("run settings (the graph's Context)")
+    defaults = Context(store_dir="")  # the store's default depends on the environment: said in its help
+    for item in fields(Context):
+        default = getattr(defaults, item.name)
+        shown = "" if item.name == "store_dir" else f" (default: {default})"
+        help_text = item.metadata.get("description", "") + shown
+        kind = (
+            item.type
+            if isinstance(item.type, type)
+            else {"bool": bool, "int": int, "float": float}.get(str(item.type), str)
+        )
+        if kind is bool:
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            group.add_argument(
+                context_flag(item), dest=item.name, action=action, default=None, help=help_text
+            )
+        else:
+            group.add_argument(context_flag(item), dest=item.name, type=kind, default=None, help=help_text)
+
+
+def context_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The `Context` fields the user set on the command line (see `add_context_arguments`)."""
+    return {
+        item.name: getattr(args, item.name)
+        for item in fields(Context)
+        if getattr(args, item.name) is not None
+    }
 
 
 def default_db_path(store_dir: str | Path) -> Path:

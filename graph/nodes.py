@@ -432,9 +432,7 @@ class EditNodes:
                 failure = result.model_dump()
             else:
                 verdict = result
-        passed = verdict is not None and _step_passes(verdict, state["limits"]["pass_threshold"])
-        # A judge that fails gives no score: the edit is kept unjudged (the trace says so) rather than retried.
-        accepted = passed or (image is not None and verdict is None)
+        passed, accepted = step_acceptance(verdict, image, state["limits"]["pass_threshold"])
         attempt = Attempt(
             plan_version=state["plan_version"],
             step_id=step.id,
@@ -514,11 +512,16 @@ class EditNodes:
         }
 
 
-def _step_passes(verdict: Verdict, threshold: float) -> bool:
-    """A step passes with a score at the threshold and, where the judge checked the step's requirements, at
-    least one of them met (a step may serve an item that later steps complete, but it must serve one)."""
-    met = not verdict.checklist or any(item.passed for item in verdict.checklist)
-    return verdict.score >= threshold and met
+def step_acceptance(verdict: Verdict | None, image: ImageRef | None, threshold: float) -> tuple[bool, bool]:
+    """Whether a step's attempt passed, and whether its image is accepted: the one place this is decided.
+
+    It passes with a score at the threshold and, where the judge checked the step's requirements, at least one
+    of them met (a step may serve an item that later steps complete, but it must serve one). A judge that
+    fails gives no score: the edit is then kept unjudged (the trace says so) rather than retried.
+    """
+    met = verdict is not None and (not verdict.checklist or any(item.passed for item in verdict.checklist))
+    passed = verdict is not None and verdict.score >= threshold and met
+    return passed, passed or (image is not None and verdict is None)
 
 
 def _repeats_a_failure(call: dict[str, Any], earlier: list[Attempt]) -> bool:

@@ -57,15 +57,24 @@ def route_after_plan(state: EditState) -> Literal["review_plan", "orchestrate", 
 
 
 def route_after_orchestrate(state: EditState) -> Literal["act", "judge_step"]:
-    """A tool call goes to the tools; no tool call (after the re-asks) is a failed attempt, judged as such."""
+    """A tool call goes to the tools; no tool call, or only refused repeats of rejected calls (after the
+    re-asks), is a failed attempt, judged as such."""
     last = state["messages"][-1] if state.get("messages") else None
-    return "act" if isinstance(last, AIMessage) and last.tool_calls else "judge_step"
+    if isinstance(last, AIMessage):
+        return "act" if last.tool_calls else "judge_step"
+    if isinstance(last, ToolMessage) and last.status == "error":
+        return "judge_step"
+    raise RuntimeError(
+        f"orchestrate must end with the model's answer or a refusal, not {type(last).__name__}"
+    )
 
 
 def route_after_act(state: EditState) -> Literal["orchestrate", "judge_step"]:
     """A bad tool call goes back to the orchestrator to correct, while its budget lasts."""
-    last = state["messages"][-1]
-    if isinstance(last, ToolMessage) and last.status == "error":
+    last = state["messages"][-1] if state.get("messages") else None
+    if not isinstance(last, ToolMessage):
+        raise RuntimeError(f"act must end with the tool's result, not {type(last).__name__}")
+    if last.status == "error":
         errors = sum(
             1
             for message in state["messages"]
@@ -89,7 +98,10 @@ def route_after_judge_step(state: EditState) -> Literal["next", "retry", "replan
 
 
 def route_after_judge_final(state: EditState) -> Literal["replan", "end"]:
-    """The whole edit passed, or there is no replan left: the end. Otherwise plan the missing work."""
+    """The whole edit passed, the judge gave no verdict, or there is no replan left: the end. Otherwise plan
+    the missing work."""
+    if state["status"] not in ("passed", "finished"):
+        raise RuntimeError(f"judge_final must set the status to passed or finished, not {state['status']!r}")
     if state["status"] == "passed" or state.get("final_verdict") is None or not replans_left(state):
         return "end"
     return "replan"

@@ -116,3 +116,27 @@ def test_progress_lines():
         "  retry 2 of s1"
     )
     assert format_event({"event": "something_else"}) is None
+
+
+def test_edit_flags_are_the_context_fields():
+    """Every Context field is a flag of `pixplan edit`, helped by its description; given flags reach the run's
+    settings by field name and the rest keep Context's defaults."""
+    from dataclasses import fields
+
+    from pixplan.graph.context import Context, context_flag, context_settings
+    from pixplan.training.cli import build_parser
+
+    parser = build_parser()
+    edit_parser = parser._subparsers._group_actions[0].choices["edit"]
+    options = {action.dest: action for action in edit_parser._actions}
+    for item in fields(Context):
+        assert context_flag(item) in options[item.name].option_strings, item.name
+        assert item.metadata["description"][:30] in options[item.name].help
+    args = parser.parse_args(
+        ["edit", "a.png", "goal", "-o", "x.png", "--max-retries", "4", "--pass-threshold", "0.7", "--approve"]
+    )
+    assert context_settings(args) == {"max_retries_per_step": 4, "pass_threshold": 0.7, "approve_plan": True}
+    args = parser.parse_args(
+        ["edit", "a.png", "goal", "-o", "x.png", "--no-send-images", "--planner", "openai:m"]
+    )
+    assert context_settings(args) == {"send_images": False, "planner_model": "openai:m"}

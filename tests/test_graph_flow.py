@@ -355,3 +355,25 @@ def test_an_llm_judge_drives_the_graph_and_its_calls_are_counted(store, tmp_path
     assert result.status == "passed"
     assert [a["score"] for a in result.trace["attempts"]] == [pytest.approx(26 / 30, abs=1e-3)] * 2
     assert result.trace["usage"]["judge"]["model_calls"] == 3  # two steps and the final judgement
+
+
+def test_the_graph_runs_without_a_context_and_as_a_node_of_a_parent_graph(store):
+    """No context means Context(): the defaults, with the default store ($PIXPLAN_STORE, the test's store)."""
+    from langgraph.graph import END, START, StateGraph
+
+    from pixplan.graph.state import InputState, OutputState
+
+    ref = put_ad(store)
+    nodes = {
+        "planner": planner_for(ECO_PLAN, ECO_PLAN),
+        "orchestrator": ScriptedChatModel(responses=[], respond=orchestrator_by_step(ECO_CALLS)),
+        "judge": MetricJudge(),
+    }
+    alone = build_graph(**nodes).invoke({"image": ref["id"], "goal": GOAL})
+    assert alone["status"] == "passed" and alone["current"]["id"] in store
+    parent = StateGraph(InputState, output_schema=OutputState)  # a parent graph with no context_schema
+    parent.add_node("edit", build_graph(**{**nodes, "planner": planner_for(ECO_PLAN, ECO_PLAN)}))
+    parent.add_edge(START, "edit")
+    parent.add_edge("edit", END)
+    nested = parent.compile().invoke({"image": ref["id"], "goal": GOAL})
+    assert nested["status"] == "passed" and nested["current"]["id"] == alone["current"]["id"]

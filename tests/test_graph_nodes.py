@@ -390,7 +390,7 @@ def test_the_worked_example_is_a_valid_plan_on_its_own_catalog_and_the_same_for_
     assert validate_plan(example, prompts.EXAMPLE_CATALOG, max_steps=6, tools=[t.name for t in TOOLS]) == []
     assert score_plan(example)[0] == 1.0  # every item served, steps atomic, nothing redundant
     text = prompts.worked_example()
-    assert prompts.EXAMPLE_GOAL in text and '- r3 (object): bicycle box' in text
+    assert prompts.EXAMPLE_GOAL in text and "- r3 (object): bicycle box" in text
     planner = ScriptedChatModel(responses=[plan_message(ECO_PLAN)] * 2)
     for goal in ("make this ad feel like spring", "a completely different goal"):
         state = {**base_state(store, plan=None, plan_version=0), "goal": goal}
@@ -464,3 +464,13 @@ def test_langgraph_json_points_at_the_graph():
         "judge_final",
     }
     assert "planner_model" in graph.get_context_jsonschema()["properties"]
+
+
+def test_routers_raise_on_a_state_no_node_leaves():
+    """An unexpected state is a bug to surface, not a reason to quietly go on."""
+    with pytest.raises(RuntimeError, match="act must end with the tool's result"):
+        route_after_act({"messages": [AIMessage("no tool was run")], "limits": {"max_tool_errors": 3}})
+    with pytest.raises(RuntimeError, match="orchestrate must end"):
+        route_after_orchestrate({"messages": [HumanMessage("the task")]})
+    with pytest.raises(RuntimeError, match="judge_final must set the status"):
+        route_after_judge_final({"status": "running", "plan_version": 1, "limits": {"max_replans": 1}})
