@@ -317,21 +317,6 @@ def generate_tasks(
     return tasks
 
 
-EXAMPLE_SPEC: dict[str, Any] = {
-    "size": [768, 768],
-    "layout": "left",
-    "photo": "coffee",
-    "headline": "Morning Brew",
-    "slogan": "Taste the difference",
-    "price": "$4.99",
-    "badge": "NEW",
-    "logo": "ACME CO",
-    "accent": "#e65100",
-    "background": ["#c9b79c", "#ab9b85"],
-    "light_text": False,
-}
-
-
 def bundled_path() -> Path:
     """Where the bundled benchmark lives once generated."""
     return cache_dir() / "benchmark" / f"{BENCHMARK_VERSION}-seed{DEFAULT_SEED}"
