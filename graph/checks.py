@@ -27,7 +27,8 @@ class ColorInRange(BaseModel):
     """A colour statistic of the region lies in [min, max].
 
     hue: circular mean hue in degrees 0..360 (min > max means the range wraps through 0);
-    saturation, brightness: means in 0..1; warmth: mean (R - B) / 255 in -1..1.
+    saturation: mean chroma / max(value, 0.5) in 0..1 (HSV saturation, but near-black is not saturated);
+    brightness: mean luma in 0..1; warmth: mean (R - B) / 255 in -1..1.
     """
 
     type: Literal["color_in_range"] = "color_in_range"
@@ -64,9 +65,10 @@ class TextAbsent(BaseModel):
 class NewElement(BaseModel):
     """A compact new element (badge, icon, sticker, caption) appeared in the region.
 
-    A connected blob of pixels that changed and stand out from the region's edge colour covers `min_fraction` to
-    `max_fraction` of the region and touches at most one side of it (a repainted background or a global
-    recolour runs to the edges, so it is not a new element). Give a region with some margin around the element.
+    The pixels that changed and stand out from the region's edge colour, in connected shapes that each touch at
+    most one side of the region (a repainted background or a global recolour runs to the edges, so it is not a
+    new element), together cover `min_fraction` to `max_fraction` of the region; an element of several parts
+    counts whole. Give a region with some margin around the element.
     """
 
     type: Literal["new_element"] = "new_element"

@@ -19,7 +19,10 @@ Colour statistics, on the region's pixels (RGB in 0..1):
 
 - hue: circular mean of HSV hue in degrees, weighted by chroma (max - min), so grey pixels do not vote; a region
   with almost no chroma has no hue, and a hue check on it fails;
-- saturation: mean HSV saturation; brightness: mean Rec. 601 luma; warmth: mean (R - B).
+- saturation: mean of chroma / max(value, 0.5) (chroma = max - min, value = max): HSV saturation for colours
+  at least half as bright as white, while darker colours count their chroma against half brightness, so that
+  near-black is not "saturated" (#1a1a2e: 0.16, where HSV says 0.43; pure black and greys: 0);
+- brightness: mean Rec. 601 luma; warmth: mean (R - B).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
 PIXEL_CHANGE_THRESHOLD = 0.08
 #: Below this total chroma weight per pixel, a region is grey and has no hue.
 MIN_MEAN_CHROMA = 0.04
+#: Saturation is chroma over the pixel's value, the value floored here: dark colours are not saturated.
+SATURATION_VALUE_FLOOR = 0.5
 #: Step adherence reaches 10 once this fraction of the step's region changed.
 ADHERENCE_FULL_FRACTION = 0.15
 #: Step preservation falls to 0 at this mean absolute difference outside the region.
@@ -70,7 +75,8 @@ def region_stats(image: Image.Image, mask: np.ndarray) -> dict[str, float | None
     if len(pixels) == 0:
         raise RegionError("region is empty on this image")
     hsv = cv2.cvtColor(pixels[None, :, :], cv2.COLOR_RGB2HSV)[0]  # H in degrees 0..360, S and V in 0..1
-    chroma = pixels.max(axis=1) - pixels.min(axis=1)
+    value = pixels.max(axis=1)
+    chroma = value - pixels.min(axis=1)
     hue: float | None = None
     if chroma.mean() >= MIN_MEAN_CHROMA:
         angle = np.deg2rad(hsv[:, 0])
@@ -79,7 +85,7 @@ def region_stats(image: Image.Image, mask: np.ndarray) -> dict[str, float | None
     luma = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return {
         "hue": hue,
-        "saturation": float(hsv[:, 1].mean()),
+        "saturation": float((chroma / np.maximum(value, SATURATION_VALUE_FLOOR)).mean()),
         "brightness": float(luma.mean()),
         "warmth": float((pixels[:, 0] - pixels[:, 2]).mean()),
     }
@@ -179,13 +185,15 @@ def _matches(text: str, words: list[str]) -> list[str]:
 def _new_element(
     original: Image.Image, edited: Image.Image, mask: np.ndarray, check: NewElement
 ) -> tuple[bool, str]:
-    """Look for a compact blob that is new and stands out from the region's surroundings.
+    """Measure the new pixels in the region that stand out from its surroundings, in compact shapes.
 
     The region's own edge colour (the median of a thin ring along its bounding box) is its backdrop; a blob is
     a connected set of pixels that differ from that backdrop by more than 0.15 and changed against the original.
-    It counts when it covers `min_fraction`..`max_fraction` of the region and touches at most one side of the
-    region's box: an element sits inside the region, while a repainted background, stripes or a global recolour
-    run to its edges (and a new backdrop alone, being the backdrop, stands out from nothing).
+    A blob that touches two or more sides of the region's box is not part of an element (a repainted
+    background, stripes or a global recolour run to its edges; a new backdrop alone, being the backdrop, stands
+    out from nothing). The union of the other blobs counts, so that an element drawn in separate parts (a
+    recycle sign of three arrows, a word of separate letters) counts whole: it passes when it covers
+    `min_fraction`..`max_fraction` of the region.
     """
     left, top, right, bottom = mask_bbox(mask)
     after = _array(edited)[top:bottom, left:right]
@@ -208,18 +216,24 @@ def _new_element(
     count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
     area = max(1.0, float(inside.sum()))
     height, width = inside.shape
-    best = 0.0
+    pixels, parts = 0, 0
     for index in range(1, count):
-        x, y, w, h, pixels = (int(value) for value in stats[index])
+        x, y, w, h, size = (int(value) for value in stats[index])
         touches = (x <= 1) + (y <= 1) + (x + w >= width - 1) + (y + h >= height - 1)
-        fraction = pixels / area
-        if touches <= 1 and fraction <= check.max_fraction:
-            best = max(best, fraction)
-    if best >= check.min_fraction:
-        return True, f"a new element covers {best:.0%} of the region"
+        if touches <= 1:
+            pixels, parts = pixels + size, parts + 1
+    fraction = pixels / area
+    shapes = f"{parts} shape{'s' if parts != 1 else ''}"
+    if fraction > check.max_fraction:
+        return (
+            False,
+            f"new pixels cover {fraction:.0%} of the region ({shapes}; at most {check.max_fraction:.0%})",
+        )
+    if fraction >= check.min_fraction:
+        return True, f"a new element covers {fraction:.0%} of the region ({shapes})"
     return (
         False,
-        f"no new compact element in the region (largest: {best:.1%}, needs {check.min_fraction:.0%})",
+        f"no new compact element in the region (new pixels: {fraction:.1%}, needs {check.min_fraction:.0%})",
     )
 
 
