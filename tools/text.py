@@ -1,8 +1,10 @@
 """Text tools: replace the words of a text region, or add a headline or caption with automatic contrast.
 
 `replace_text` erases the old text where OCR found it (only the glyph pixels, inpainted from their
-surroundings, so a photo or gradient behind the text survives) and renders the new text in the old text's
-colour and size, centred where the old text was and shrunk only if it would not fit the region. `add_text`
+surroundings, so a photo or gradient behind the text survives, with any band of an old background left around
+them by a background replacement) and renders the new text in the old text's colour (white or near-black where
+that would not be readable on what now lies behind it) and size, centred where the old text was and shrunk only
+if it would not fit the region. `add_text`
 fits a headline or caption into a region and picks a colour that contrasts with what lies behind it.
 
 Font handling lives here (`load_font`, `fit_font_size`, `draw_text`) and is shared with the graphics tools.
@@ -46,8 +48,8 @@ Effect = Literal["auto", "none", "shadow", "outline"]
 #: A pixel is text when it lies at least this far (0..1) from its background colour towards the text colour.
 GLYPH_ALPHA = 0.2
 
-#: Least WCAG contrast ratio between replaced text and what lies behind it (3:1, WCAG AA for large text).
-MIN_CONTRAST_RATIO = 3.0
+#: Least WCAG contrast ratio between replaced text and what lies behind it (WCAG AA for normal text).
+MIN_CONTRAST_RATIO = 4.5
 
 _DARK = (20, 20, 20)
 _LIGHT = (255, 255, 255)
@@ -466,7 +468,8 @@ def replace_text(
     """Replace the words of a text region (a slogan, price or caption) with new text in the same style.
 
     The old text is erased (its letters are filled in from their surroundings) and the new text is drawn in the
-    old text's colour and size, centred where the old text was; a longer text is shrunk to fit the region. Use a
+    old text's colour (white or near-black where that would be hard to read) and size, centred where the old
+    text was; a longer text is shrunk to fit the region. Use a
     text region id from the catalog; a box or other region is read with OCR to find the text inside it.
     The region is the text to replace: a text region of the catalog, or a box around the text.
 
