@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pixplan.graph.checks import ChecklistItem
-from pixplan.tools.regions import RegionCatalog, save_catalog
+from pixplan.tools.regions import (
+    RegionCatalog,
+    RegionError,
+    parse_region,
+    save_catalog,
+    validate_box,
+)
 from pixplan.tools.store import ImageRef, ImageStore, open_image
 
 
@@ -64,8 +70,9 @@ class Task:
 
     @classmethod
     def from_json(cls, record: dict[str, Any], root: Path) -> Task:
+        """A task from its JSON record (images relative to `root`); raises `ValueError` saying what is wrong."""
         items = record["checklist"]
-        return cls(
+        task = cls(
             id=str(record["id"]),
             goal=record["goal"],
             image=root / record["image"],
@@ -78,6 +85,70 @@ class Task:
             ground_truth=record.get("ground_truth", []),
             meta=record.get("meta", {}),
         )
+        task.validate()
+        return task
+
+    def validate(self) -> None:
+        """Check what the format leaves to the writer: catalog ids are `r<digits>` and unique, kinds and boxes
+        are valid, every region a check or a ground-truth call names exists, and a `background_mask` has the
+        catalog `background` region it is applied to. Raises `ValueError` with the first problem."""
+        regions = (self.catalog or {}).get("regions", [])
+        if self.catalog is not None and not isinstance(regions, list):
+            raise ValueError("catalog.regions must be a list of regions")
+        ids: list[str] = []
+        for entry in regions:
+            region_id = entry.get("id") if isinstance(entry, dict) else None
+            if not isinstance(region_id, str) or not _is_catalog_id(region_id):
+                raise ValueError(
+                    f"catalog region id {region_id!r} must be 'r' and digits (r1, r2, ...): "
+                    "tools and checks read any other name as something else"
+                )
+            if region_id in ids:
+                raise ValueError(f"catalog region id {region_id!r} is declared twice")
+            if entry.get("kind") not in ("text", "object", "background", "whole"):
+                raise ValueError(
+                    f"catalog region {region_id}: kind must be text, object, background or whole, "
+                    f"got {entry.get('kind')!r}"
+                )
+            try:
+                validate_box(entry.get("box"))
+            except RegionError as error:
+                raise ValueError(f"catalog region {region_id}: {error}") from None
+            ids.append(region_id)
+        kinds = {entry["kind"] for entry in regions}
+        if self.background_mask is not None and "background" not in kinds:
+            raise ValueError(
+                "background_mask is applied to the catalog's region of kind 'background', and the catalog "
+                'has none: add one (e.g. {"id": "r9", "box": [0, 0, 1, 1], "kind": "background", '
+                '"label": "background"})'
+            )
+        named = [(f"checklist item {item.id}", item.check.region) for item in self.checklist if item.check]
+        named += [
+            (f"ground truth call {n} ({call.get('tool')})", call.get("region"))
+            for n, call in enumerate(self.ground_truth, 1)
+        ]
+        for where, region in named:
+            try:
+                parsed = parse_region(region)
+            except RegionError as error:
+                raise ValueError(f"{where}: {error}") from None
+            if parsed.kind == "catalog" and parsed.catalog_id not in ids:
+                known = ", ".join(ids) or "none (the task has no catalog)"
+                raise ValueError(f"{where}: region {region!r} is not in the catalog (it has: {known})")
+            if parsed.kind == "background" and "background" not in kinds and "object" not in kinds:
+                raise ValueError(
+                    f"{where}: 'background' needs a catalog region of kind 'background' (with a "
+                    "background_mask) or of kind 'object' (the background is everything else)"
+                )
+
+
+def _is_catalog_id(name: str) -> bool:
+    """Whether tools and checks read `name` as a catalog id (as `regions.parse_region` does: 'r' and digits)."""
+    try:
+        parsed = parse_region(name)
+    except RegionError:
+        return False
+    return parsed.kind == "catalog" and parsed.catalog_id == name
 
 
 def _relative(path: Path, root: Path) -> str:
