@@ -4,6 +4,7 @@ pixplan eval --split test --system rule_based --out runs/rb      # then open run
 pixplan eval compare runs/rb runs/oracle                         # per family and per task differences
 pixplan eval table runs/*                                        # one Markdown row per run
 pixplan tasks generate --out my-benchmark                        # tasks.jsonl + images/
+pixplan tasks check my-tasks/                                    # both calibrations; exit code 1 on a problem
 """
 
 from __future__ import annotations
@@ -145,6 +146,37 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pixplan.tools.store import ImageStore
+    from pixplan.training.task_check import check_tasks
+    from pixplan.training.tasks import bundled_tasks, load_tasks
+
+    tasks = load_tasks(args.folder, args.split) if args.folder else bundled_tasks(args.split)
+    if not tasks:
+        raise SystemExit(
+            f"no tasks to check in {args.folder or 'the bundled benchmark'} (split {args.split})"
+        )
+    broken: list[str] = []
+    count = 0
+    with tempfile.TemporaryDirectory(prefix="pixplan-check-") as folder:
+        for task, problems, notes in check_tasks(tasks, ImageStore(Path(folder))):
+            count += 1
+            for line in [*map(str, problems), *notes]:
+                print(line, flush=True)
+            if problems:
+                broken.append(task.id)
+    if broken:
+        print(f"{len(broken)} of {count} tasks break a calibration: {', '.join(broken)}")
+        return 1
+    print(
+        f"{count} tasks: the untouched image fails every change item and passes every keep item; "
+        "the ground truth passes every item"
+    )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
@@ -194,11 +226,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("run")
     report.set_defaults(func=run_report)
 
-    tasks = subparsers.add_parser("tasks", help="generate benchmark tasks", description="Benchmark tasks.")
-    task_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="{generate}")
+    tasks = subparsers.add_parser(
+        "tasks", help="generate or check benchmark tasks", description="Benchmark tasks."
+    )
+    task_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="{generate,check}")
     generate = task_commands.add_parser("generate", help="write tasks.jsonl and images/ into a folder")
     generate.add_argument("--out", required=True)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--per-family", type=int, default=25, help="tasks per goal family (12 families)")
     generate.add_argument("--size", help="fixed image size WxH (default: varied)")
     generate.set_defaults(func=run_generate)
+    check = task_commands.add_parser(
+        "check",
+        help="check a task folder: the untouched image fails every change item and passes every keep item, "
+        "the ground truth passes every item",
+        description="Run both calibrations on every task; print each item that breaks one; exit code 1 if any.",
+    )
+    check.add_argument("folder", nargs="?", help="tasks.jsonl or its folder (default: the bundled benchmark)")
+    check.add_argument("--split", default="all", choices=["train", "val", "test", "all"], help="default: all")
+    check.set_defaults(func=run_check)
