@@ -193,3 +193,34 @@ def test_missing_image_is_a_failure_not_a_score(store):
     ghost = {"id": "0" * 24, "width": 320, "height": 320, "parent": None, "tool": None}
     request = JudgeRequest(scope="final", goal="x", original=ref, before=ref, after=ghost, store=store)
     assert isinstance(MetricJudge().judge(request), JudgeFailure)
+
+
+def test_near_black_is_not_saturated_and_bright_colours_keep_hsv_saturation():
+    mask = np.ones((10, 10), np.float32)
+    navy = region_stats(Image.new("RGB", (10, 10), (0x1A, 0x1A, 0x2E)), mask)["saturation"]
+    assert navy == pytest.approx(20 / 255 / 0.5, abs=1e-3)  # HSV would say 20 / 46 = 0.43
+    assert region_stats(Image.new("RGB", (10, 10), (12, 12, 12)), mask)["saturation"] == 0.0
+    # At least half as bright as white: exactly HSV saturation (the benchmark's ranges keep their meaning).
+    assert region_stats(Image.new("RGB", (10, 10), (200, 100, 50)), mask)["saturation"] == pytest.approx(0.75)
+    dark_and_muted = ColorInRange(region="whole", stat="saturation", min=0.0, max=0.2)
+    image = Image.new("RGB", (10, 10), (0x1A, 0x1A, 0x2E))
+    assert evaluate_check(dark_and_muted, image, image)[0]
+
+
+def test_new_element_counts_an_icon_of_separate_parts_whole():
+    original = _ad()
+    corner = [0.7, 0.7, 1.0, 1.0]  # 96 x 96 pixels
+    parts = original.copy()
+    draw = ImageDraw.Draw(parts)
+    for x0, y0 in (
+        (236, 236),
+        (268, 236),
+        (252, 266),
+    ):  # three 18 x 18 arrows, apart: 3.5% each, 10.5% in all
+        draw.rectangle([x0, y0, x0 + 17, y0 + 17], fill=(20, 160, 60))
+    check = NewElement(region=corner, min_fraction=0.08)
+    passed, reason = evaluate_check(check, original, parts)
+    assert passed and "3 shapes" in reason, reason
+    one = original.copy()
+    ImageDraw.Draw(one).rectangle([236, 236, 253, 253], fill=(20, 160, 60))
+    assert not evaluate_check(check, original, one)[0]

@@ -8,6 +8,7 @@ fails every keep item.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -149,3 +150,85 @@ def test_destructive_edit_fails_every_keep_item(generated, tmp_path):
         for item in items:
             if item.id in task.keep:
                 assert not item.passed, f"{task.id} {item.id}: {item.reason}"
+
+
+def _record(**changes):
+    record = {
+        "id": "t1",
+        "goal": "Make it green",
+        "image": "a.png",
+        "checklist": [
+            {
+                "id": "c1",
+                "text": "slogan",
+                "check": {"type": "text_contains", "region": "r2", "any_of": ["eco"]},
+            }
+        ],
+        "catalog": {
+            "width": 64,
+            "height": 64,
+            "regions": [
+                {"id": "r2", "box": [0.1, 0.1, 0.9, 0.3], "kind": "text", "label": "slogan"},
+                {"id": "r3", "box": [0.2, 0.4, 0.8, 0.9], "kind": "object", "label": "product"},
+            ],
+        },
+    }
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda r: r["catalog"]["regions"][0].update(id="slogan"),
+            "catalog region id 'slogan' must be 'r' and digits",
+        ),
+        (
+            lambda r: r["catalog"]["regions"][0].update(id="R2"),
+            "catalog region id 'R2' must be 'r' and digits",
+        ),
+        (lambda r: r["catalog"]["regions"][1].update(id="r2"), "catalog region id 'r2' is declared twice"),
+        (lambda r: r["catalog"]["regions"][1].update(kind="photo"), "catalog region r3: kind must be text, object"),
+        (
+            lambda r: r["catalog"]["regions"][1].update(box=[0.8, 0.4, 0.2, 0.9]),
+            "catalog region r3: box is empty or inverted",
+        ),
+        (
+            lambda r: r.update(background_mask="bg.png"),
+            "background_mask is applied to the catalog's region of kind",
+        ),
+        (
+            lambda r: r["checklist"][0]["check"].update(region="r9"),
+            "checklist item c1: region 'r9' is not in the catalog",
+        ),
+        (
+            lambda r: r.update(ground_truth=[{"tool": "recolor", "region": "slogan", "args": {}}]),
+            "ground truth call 1 (recolor): unknown region 'slogan'",
+        ),
+        (
+            lambda r: (
+                r["catalog"]["regions"].pop(1) and r["checklist"][0]["check"].update(region="background")
+            ),
+            "checklist item c1: 'background' needs a catalog region of kind 'background'",
+        ),
+    ],
+)
+def test_loading_refuses_what_would_silently_misbehave(tmp_path, change, message):
+    record = _record()
+    change(record)
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(_record()) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"tasks.jsonl:2: invalid task: {message}")):
+        load_tasks(tmp_path)
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(_record()) + "\n")
+    assert [task.id for task in load_tasks(tmp_path)] == ["t1"]
+
+
+def test_a_background_mask_with_a_background_region_loads(tmp_path):
+    record = _record(background_mask="bg.png")
+    record["catalog"]["regions"].append(
+        {"id": "r7", "box": [0, 0, 1, 1], "kind": "background", "label": "bg"}
+    )
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(record) + "\n")
+    (task,) = load_tasks(tmp_path)
+    assert task.background_mask == tmp_path / "bg.png"
