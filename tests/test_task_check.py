@@ -18,9 +18,10 @@ from PIL import Image, ImageDraw
 
 from pixplan.tools.store import ImageStore
 from pixplan.tools.text import load_font
+from pixplan.training.benchmark import generate_tasks
 from pixplan.training.cli import main
 from pixplan.training.task_check import check_task
-from pixplan.training.tasks import generate_tasks, load_tasks
+from pixplan.training.tasks import load_tasks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"
 

@@ -244,7 +244,7 @@ def test_replace_text_leaves_no_ghosts_of_the_old_letters(store, tool_config, ma
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory):
     """One benchmark task per layout (left, right, top, bottom), from a small generated benchmark."""
-    from pixplan.training.tasks import generate_tasks
+    from pixplan.training.benchmark import generate_tasks
 
     tasks = generate_tasks(tmp_path_factory.mktemp("bench"), per_family=1)
     first = {}

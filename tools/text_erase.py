@@ -107,9 +107,8 @@ def _carrier(
 
     It exists when most pixels two pixels out from the glyphs are `foreign` (unlike the box's edge colours)
     and unlike the text: their colours (`regions.edge_colours`) are the layer's. Going out from the glyphs pixel
-    by pixel, the layer is a halo when the foreign share falls below a half within `max(4, stroke height / 3)`
-    pixels (about the glyphs' height over three): the band up to there is returned to be erased with the
-    glyphs, with two pixels more. A layer that reaches further is a badge or pill that carries the text: it
+    by pixel, the layer is a halo when the foreign share falls below a half within max(4, h / 3) pixels (h: the
+    glyphs' height): the band up to there is returned to be erased with the glyphs, with two pixels more. A layer that reaches further is a badge or pill that carries the text: it
     stays (an empty halo).
     Returns (k x 3 Lab colours, possibly none; the halo mask).
     """

@@ -150,8 +150,9 @@ def run_check(args: argparse.Namespace) -> int:
     import tempfile
 
     from pixplan.tools.store import ImageStore
+    from pixplan.training.benchmark import bundled_tasks
     from pixplan.training.task_check import check_tasks
-    from pixplan.training.tasks import bundled_tasks, load_tasks
+    from pixplan.training.tasks import load_tasks
 
     tasks = load_tasks(args.folder, args.split) if args.folder else bundled_tasks(args.split)
     if not tasks:
