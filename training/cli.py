@@ -12,12 +12,13 @@ import sys
 from pixplan.graph import cli as edit_cli
 from pixplan.tools import cli as tools_cli
 from pixplan.tools import mcp_server
-from pixplan.training import eval_cli
+from pixplan.training import eval_cli, train_cli
 
 #: The modules that define subcommands, in the order `pixplan --help` lists them.
 COMMAND_MODULES = (
     edit_cli,  # edit
     eval_cli,  # eval, tasks
+    train_cli,  # train
     tools_cli,  # tools, catalog
     mcp_server,  # mcp
 )

@@ -1,0 +1,113 @@
+"""`pixplan train collect|exact`: reward tables and their exactness check, as TRL-style entry points.
+
+Each job's settings are a config dataclass whose fields carry `metadata={"help": ...}`, parsed by TRL's
+`TrlParser`: a YAML file through `--config` (see `training/configs/`), then command-line flags over it.
+
+    pixplan train collect --config training/configs/collect.yaml --per_family 3
+    pixplan train exact --config training/configs/exact.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CollectConfig:
+    """Collect reward tables: every candidate action of each task, applied once and judged once."""
+
+    out: str = field(default="runs/rewards", metadata={"help": "Folder of the reward table (resumable)."})
+    tasks: str | None = field(
+        default=None, metadata={"help": "tasks.jsonl (or its folder); default: the bundled benchmark."}
+    )
+    split: str = field(default="train", metadata={"help": "Task split: train, val, test or all."})
+    family: list[str] | None = field(default=None, metadata={"help": "Only these goal families."})
+    per_family: int | None = field(default=None, metadata={"help": "Only the first N tasks of each family."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N tasks."})
+    judge: str = field(
+        default="metric", metadata={"help": "'metric' (pixel checks) or a chat model spec for the LLM judge."}
+    )
+    planner: str | None = field(
+        default=None,
+        metadata={"help": "A planner model spec: its plans are rewarded beside the task's checklist plan."},
+    )
+    workers: int | None = field(
+        default=None, metadata={"help": "Processes in the local pool (default: one per CPU; 1: no pool)."}
+    )
+    ray: str | None = field(
+        default=None,
+        metadata={"help": "Run tasks on Ray: a cluster address, 'auto', or 'local' for a local instance."},
+    )
+
+
+@dataclass
+class ExactConfig:
+    """Roll out small instances exhaustively: how well additive rewards rank whole edits."""
+
+    table: str = field(default="runs/rewards", metadata={"help": "Folder of a collected reward table."})
+    out: str | None = field(default=None, metadata={"help": "Report file (default: <table>/exact.json)."})
+    judge: str = field(default="metric", metadata={"help": "The judge of the final images (as for collect)."})
+    per_step: int = field(default=3, metadata={"help": "Candidate actions per step (spread over the rewards)."})
+    max_steps: int = field(default=3, metadata={"help": "Only tasks whose plan has 2..max_steps steps."})
+    instances: int = field(default=10, metadata={"help": "How many tasks to roll out exhaustively."})
+
+
+def parse(config_class: type, argv: list[str], job: str):
+    from trl import TrlParser
+
+    return TrlParser((config_class,), prog=f"pixplan train {job}").parse_args_and_config(argv)[0]
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    from pixplan.training.eval_cli import _tasks
+    from pixplan.training.rewards import collect
+
+    config = parse(CollectConfig, args.rest, "collect")
+    if config.per_family is not None and config.per_family < 1 or config.limit is not None and config.limit < 1:
+        raise SystemExit("pixplan train collect: --per_family and --limit must be at least 1")
+    if config.workers is not None and config.workers < 1:
+        raise SystemExit("pixplan train collect: --workers must be at least 1")
+    selection = argparse.Namespace(
+        tasks=config.tasks, split=config.split, family=config.family, per_family=config.per_family,
+        limit=config.limit,
+    )
+    tasks = _tasks(selection)
+    if not tasks:
+        raise SystemExit("pixplan train collect: no task matches the selection")
+    summary = collect(
+        tasks, config.out, judge=config.judge, planner=config.planner, workers=config.workers,
+        ray_address=config.ray,
+    )
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def run_exact(args: argparse.Namespace) -> int:
+    from pixplan.training.exact import markdown
+    from pixplan.training.exact import run_exact as exact
+
+    config = parse(ExactConfig, args.rest, "exact")
+    if min(config.per_step, config.instances) < 1 or config.max_steps < 2:
+        raise SystemExit("pixplan train exact: --per_step and --instances need >= 1, --max_steps >= 2")
+    report = exact(
+        config.table, judge=config.judge, per_step=config.per_step, max_steps=config.max_steps,
+        limit=config.instances, out=config.out,
+    )
+    print(json.dumps(report["summary"], indent=1))
+    print(markdown(report["summary"]))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="learning: reward tables (collect) and their exactness check (exact)",
+        description="Learning jobs. Each takes --config FILE.yaml and flags (`pixplan train JOB --help`).",
+    )
+    jobs = parser.add_subparsers(dest="train_command", required=True, metavar="{collect,exact}")
+    for name, func, config_class in (("collect", run_collect, CollectConfig), ("exact", run_exact, ExactConfig)):
+        # Every flag after the job belongs to TrlParser: this parser takes no options of its own.
+        job = jobs.add_parser(name, help=config_class.__doc__.strip(), add_help=False, prefix_chars="+")
+        job.add_argument("rest", nargs="*", help="--config FILE and the config's flags")
+        job.set_defaults(func=func)
