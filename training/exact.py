@@ -94,9 +94,12 @@ def rollout(task: Task, instance: dict[str, Any], runner: Runner) -> dict[str, A
     for choice in itertools.product(*steps):
         current = image["id"]
         for row in choice:  # a failing call leaves the image as it was, as in a real run
-            current = runner.apply(current, row["tool"], json.loads(row["region"]), json.loads(row["args"])).get(
-                "output"
-            ) or current
+            current = (
+                runner.apply(current, row["tool"], json.loads(row["region"]), json.loads(row["args"])).get(
+                    "output"
+                )
+                or current
+            )
         verdict = runner.verdict(task.goal, image, current, checklist)
         if "failure" in verdict:
             continue
@@ -146,8 +149,13 @@ def analytic_costs(steps: int, actions: int) -> dict[str, Any]:
     """Judge calls of exhaustive rollouts (|A|^K) and of the table (one per action, plus the original)."""
     exhaustive = actions**steps
     table = actions + 1
-    return {"steps": steps, "actions": actions, "exhaustive": exhaustive, "table": table,
-            "ratio": round(exhaustive / table, 1)}
+    return {
+        "steps": steps,
+        "actions": actions,
+        "exhaustive": exhaustive,
+        "table": table,
+        "ratio": round(exhaustive / table, 1),
+    }
 
 
 def run_exact(
@@ -194,7 +202,9 @@ def run_exact(
         "actions_per_task": actions_per_task,
         "judge": judge,
     }
-    summary["judge_call_ratio"] = round(summary["exhaustive_judge_calls"] / summary["additive_judge_calls"], 2)
+    summary["judge_call_ratio"] = round(
+        summary["exhaustive_judge_calls"] / summary["additive_judge_calls"], 2
+    )
     summary["tool_call_ratio"] = round(summary["exhaustive_tool_calls"] / summary["additive_tool_calls"], 2)
     report = {"summary": summary, "instances": results}
     path = Path(out) if out is not None else table_dir / "exact.json"

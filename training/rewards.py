@@ -82,8 +82,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "warmer": {"warmth": 0.6, "brightness": 0.3},
     },
     "replace_background": {
-        "green_gradient": {"fill": "linear_gradient", "color": "forestgreen", "second_color": "mediumseagreen"},
-        "light_blue_gradient": {"fill": "linear_gradient", "color": "aliceblue", "second_color": "lightskyblue"},
+        "green_gradient": {
+            "fill": "linear_gradient",
+            "color": "forestgreen",
+            "second_color": "mediumseagreen",
+        },
+        "light_blue_gradient": {
+            "fill": "linear_gradient",
+            "color": "aliceblue",
+            "second_color": "lightskyblue",
+        },
         "warm_gradient": {"fill": "linear_gradient", "color": "gold", "second_color": "orange"},
         "red_gradient": {"fill": "linear_gradient", "color": "firebrick", "second_color": "crimson"},
         "dark_gradient": {"fill": "linear_gradient", "color": "black", "second_color": "dimgray"},
@@ -251,8 +259,14 @@ class Runner:
         if cached is not None and (cached.get("output") is None or cached["output"] in self.store):
             return cached
         self.tool_calls += 1
-        _, record = call_tool(self.store, image_id, tool, list(region) if isinstance(region, tuple) else region,
-                              args, self.tools)
+        _, record = call_tool(
+            self.store,
+            image_id,
+            tool,
+            list(region) if isinstance(region, tuple) else region,
+            args,
+            self.tools,
+        )
         result = {"output": record.get("output"), "error": record.get("error")}
         self.calls.put(key, result)
         return result
@@ -301,7 +315,9 @@ def load_judge(spec: str) -> Judge:
 # ------------------------------------------------------------------------------------------------- rewards
 
 
-def step_reward(verdict: dict[str, Any], serves: list[str], baseline: dict[str, Any], keep: list[str]) -> float:
+def step_reward(
+    verdict: dict[str, Any], serves: list[str], baseline: dict[str, Any], keep: list[str]
+) -> float:
     """Served items passed, less keep items broken (passed on the original, fail now), over the judged items."""
     passed = set(verdict["passed"])
     judged = len(verdict["passed"]) + len(verdict["failed"])
@@ -357,8 +373,9 @@ def task_rows(
                         "serves": serves,
                         "action_id": action.id,
                         "tool": action.tool,
-                        "region": json.dumps(list(action.region) if isinstance(action.region, tuple)
-                                             else action.region),
+                        "region": json.dumps(
+                            list(action.region) if isinstance(action.region, tuple) else action.region
+                        ),
                         "preset": action.preset,
                         "args": action.args_json,
                         "original_image": image["id"],

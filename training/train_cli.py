@@ -49,7 +49,9 @@ class ExactConfig:
     table: str = field(default="runs/rewards", metadata={"help": "Folder of a collected reward table."})
     out: str | None = field(default=None, metadata={"help": "Report file (default: <table>/exact.json)."})
     judge: str = field(default="metric", metadata={"help": "The judge of the final images (as for collect)."})
-    per_step: int = field(default=3, metadata={"help": "Candidate actions per step (spread over the rewards)."})
+    per_step: int = field(
+        default=3, metadata={"help": "Candidate actions per step (spread over the rewards)."}
+    )
     max_steps: int = field(default=3, metadata={"help": "Only tasks whose plan has 2..max_steps steps."})
     instances: int = field(default=10, metadata={"help": "How many tasks to roll out exhaustively."})
 
@@ -65,19 +67,26 @@ def run_collect(args: argparse.Namespace) -> int:
     from pixplan.training.rewards import collect
 
     config = parse(CollectConfig, args.rest, "collect")
-    if config.per_family is not None and config.per_family < 1 or config.limit is not None and config.limit < 1:
+    if any(value is not None and value < 1 for value in (config.per_family, config.limit)):
         raise SystemExit("pixplan train collect: --per_family and --limit must be at least 1")
     if config.workers is not None and config.workers < 1:
         raise SystemExit("pixplan train collect: --workers must be at least 1")
     selection = argparse.Namespace(
-        tasks=config.tasks, split=config.split, family=config.family, per_family=config.per_family,
+        tasks=config.tasks,
+        split=config.split,
+        family=config.family,
+        per_family=config.per_family,
         limit=config.limit,
     )
     tasks = _tasks(selection)
     if not tasks:
         raise SystemExit("pixplan train collect: no task matches the selection")
     summary = collect(
-        tasks, config.out, judge=config.judge, planner=config.planner, workers=config.workers,
+        tasks,
+        config.out,
+        judge=config.judge,
+        planner=config.planner,
+        workers=config.workers,
         ray_address=config.ray,
     )
     print(json.dumps(summary, indent=1))
@@ -92,8 +101,12 @@ def run_exact(args: argparse.Namespace) -> int:
     if min(config.per_step, config.instances) < 1 or config.max_steps < 2:
         raise SystemExit("pixplan train exact: --per_step and --instances need >= 1, --max_steps >= 2")
     report = exact(
-        config.table, judge=config.judge, per_step=config.per_step, max_steps=config.max_steps,
-        limit=config.instances, out=config.out,
+        config.table,
+        judge=config.judge,
+        per_step=config.per_step,
+        max_steps=config.max_steps,
+        limit=config.instances,
+        out=config.out,
     )
     print(json.dumps(report["summary"], indent=1))
     print(markdown(report["summary"]))
@@ -102,11 +115,15 @@ def run_exact(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="learning: reward tables (collect) and their exactness check (exact)",
+        "train",
+        help="learning: reward tables (collect) and their exactness check (exact)",
         description="Learning jobs. Each takes --config FILE.yaml and flags (`pixplan train JOB --help`).",
     )
     jobs = parser.add_subparsers(dest="train_command", required=True, metavar="{collect,exact}")
-    for name, func, config_class in (("collect", run_collect, CollectConfig), ("exact", run_exact, ExactConfig)):
+    for name, func, config_class in (
+        ("collect", run_collect, CollectConfig),
+        ("exact", run_exact, ExactConfig),
+    ):
         # Every flag after the job belongs to TrlParser: this parser takes no options of its own.
         job = jobs.add_parser(name, help=config_class.__doc__.strip(), add_help=False, prefix_chars="+")
         job.add_argument("rest", nargs="*", help="--config FILE and the config's flags")
