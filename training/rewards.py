@@ -406,7 +406,14 @@ def shard_path(out: Path, task_id: str) -> Path:
     return Path(out) / "table" / f"{task_id}.parquet"
 
 
-def collect_task(task_record: dict[str, Any], out: str, judge: str, planner: str | None) -> dict[str, Any]:
+def plans_path(out: Path, task_id: str) -> Path:
+    """The plans a task's rows were rewarded for, by name (the reward function judges unseen actions by them)."""
+    return Path(out) / "plans" / f"{task_id}.json"
+
+
+def collect_task(
+    task_record: dict[str, Any], out: str, judge: str, planner: str | None, tools: list[str] | None = None
+) -> dict[str, Any]:
     """Collect one task into its shard (a worker's job: arguments are plain data, for processes and Ray)."""
     from datasets import Dataset
 
@@ -414,11 +421,13 @@ def collect_task(task_record: dict[str, Any], out: str, judge: str, planner: str
     task = Task.from_json(task_record, out_path)
     if shard_path(out_path, task.id).exists():
         return {"task_id": task.id, "resumed": True, "tool_calls": 0, "judge_calls": 0}
-    runner = Runner.open(out_path, load_judge(judge))
+    runner = Runner.open(out_path, load_judge(judge), select_tools(tools))
     plans = [(CHECKLIST_PLAN, checklist_plan(task))]
     if planner is not None:
         plans += planner_plans(task, runner, planner)
     rows, stats = task_rows(task, runner, plans)
+    plans_path(out_path, task.id).parent.mkdir(parents=True, exist_ok=True)
+    plans_path(out_path, task.id).write_text(json.dumps({name: plan.model_dump() for name, plan in plans}))
     shard = shard_path(out_path, task.id)
     shard.parent.mkdir(parents=True, exist_ok=True)
     temporary = shard.with_name(f".tmp-{os.getpid()}-{shard.name}")
@@ -427,6 +436,17 @@ def collect_task(task_record: dict[str, Any], out: str, judge: str, planner: str
     (out_path / "stats").mkdir(exist_ok=True)
     (out_path / "stats" / f"{task.id}.json").write_text(json.dumps(stats, indent=1))
     return {**stats, "resumed": False}
+
+
+def select_tools(names: list[str] | None) -> dict[str, BaseTool]:
+    """The classical tools by name: all of them, or those named (an unknown name is an error)."""
+    tools = tools_by_name()
+    if names is None:
+        return tools
+    unknown = sorted(set(names) - set(tools))
+    if unknown:
+        raise ValueError(f"unknown tools {unknown}; known: {sorted(tools)}")
+    return {name: tools[name] for name in names}
 
 
 def planner_plans(task: Task, runner: Runner, planner: str | Any) -> list[tuple[str, Plan]]:
@@ -466,12 +486,15 @@ def collect(
     planner: str | None = None,
     workers: int | None = None,
     ray_address: str | None = None,
+    tools: list[str] | None = None,
 ) -> dict[str, Any]:
     """Collect the reward table of `tasks` into `out`; returns (and writes to `collect.json`) what it cost.
 
     `workers` processes run tasks in parallel (default: one per CPU; 1 runs them in this process); with
     `ray_address` ("local" starts a local Ray instance, "auto" joins the running cluster) Ray runs them.
+    `tools` limits the candidate actions to the tools named (default: every classical tool).
     """
+    select_tools(tools)  # an unknown tool fails here, before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _merge_tasks(tasks, out)
@@ -483,14 +506,16 @@ def collect(
         if not ray.is_initialized():
             ray.init(address=None if ray_address == "local" else ray_address)
         remote = ray.remote(collect_task)
-        results = ray.get([remote.remote(record, str(out), judge, planner) for record in records])
+        results = ray.get([remote.remote(record, str(out), judge, planner, tools) for record in records])
     elif (workers or os.cpu_count() or 1) > 1 and len(records) > 1:
         context = multiprocessing.get_context("spawn")  # no forked OCR or thread state
         with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=context) as pool:
-            futures = [pool.submit(collect_task, record, str(out), judge, planner) for record in records]
+            futures = [
+                pool.submit(collect_task, record, str(out), judge, planner, tools) for record in records
+            ]
             results = [future.result() for future in futures]
     else:
-        results = [collect_task(record, str(out), judge, planner) for record in records]
+        results = [collect_task(record, str(out), judge, planner, tools) for record in records]
     done = [result for result in results if not result["resumed"]]
     summary = {
         "tasks": len(results),

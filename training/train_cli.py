@@ -33,6 +33,9 @@ class CollectConfig:
         default=None,
         metadata={"help": "A planner model spec: its plans are rewarded beside the task's checklist plan."},
     )
+    tools: list[str] | None = field(
+        default=None, metadata={"help": "Only these tools' actions (default: every classical tool)."}
+    )
     workers: int | None = field(
         default=None, metadata={"help": "Processes in the local pool (default: one per CPU; 1: no pool)."}
     )
@@ -64,9 +67,13 @@ def parse(config_class: type, argv: list[str], job: str):
 
 def run_collect(args: argparse.Namespace) -> int:
     from pixplan.training.eval_cli import _tasks
-    from pixplan.training.rewards import collect
+    from pixplan.training.rewards import collect, select_tools
 
     config = parse(CollectConfig, args.rest, "collect")
+    try:
+        select_tools(config.tools)
+    except ValueError as error:
+        raise SystemExit(f"pixplan train collect: {error}") from None
     if any(value is not None and value < 1 for value in (config.per_family, config.limit)):
         raise SystemExit("pixplan train collect: --per_family and --limit must be at least 1")
     if config.workers is not None and config.workers < 1:
@@ -88,6 +95,7 @@ def run_collect(args: argparse.Namespace) -> int:
         planner=config.planner,
         workers=config.workers,
         ray_address=config.ray,
+        tools=config.tools,
     )
     print(json.dumps(summary, indent=1))
     return 0
