@@ -146,9 +146,11 @@ def rollout(task: Task, instance: dict[str, Any], runner: Runner) -> dict[str, A
 
 
 def analytic_costs(steps: int, actions: int) -> dict[str, Any]:
-    """Judge calls of exhaustive rollouts (|A|^K) and of the table (one per action, plus the original)."""
+    """Judge calls for K steps of |A| candidate actions: exhaustive rollouts |A|^K; the table K·|A| + 1 (one
+    per step and action, plus the original; pixplan's table judges an action once for all steps, so |A| + 1,
+    but the ratio is given for the per-step count, the conservative one)."""
     exhaustive = actions**steps
-    table = actions + 1
+    table = steps * actions + 1
     return {
         "steps": steps,
         "actions": actions,
