@@ -7,10 +7,12 @@ import json
 import shutil
 
 import pytest
+from graph_fakes import ScriptedChatModel, plan_message
 from tiny_lm import tiny_tokenizer
 
 from pixplan.graph.local_model import format_completion
 from pixplan.graph.metric_judge import evaluate_checklist
+from pixplan.graph.models import model_id
 from pixplan.tools.regions import load_catalog
 from pixplan.tools.store import ImageStore
 from pixplan.training.cli import main
@@ -214,3 +216,51 @@ def test_cli_collects_with_a_yaml_config(tasks, tmp_path, capsys):
         main(
             ["train", "collect", "--tasks", str(tasks_file), "--out", str(tmp_path / "x"), "--tools", "paint"]
         )
+
+
+def test_planner_plans_are_rewarded_on_their_own_items(tasks, tmp_path):
+    eco = tasks[0]
+    plan = {
+        "checklist": [
+            {
+                "id": "c1",
+                "text": "the background is green",
+                "check": {
+                    "type": "color_in_range",
+                    "region": "background",
+                    "stat": "hue",
+                    "min": 75,
+                    "max": 165,
+                },
+            },
+            {
+                "id": "c2",
+                "text": "the slogan says eco",
+                "check": {"type": "text_contains", "region": "r2", "any_of": ["eco"]},
+            },
+        ],
+        "steps": [
+            {"id": "s1", "instruction": "Make the background green.", "serves": ["c1"]},
+            {"id": "s2", "instruction": "Replace the slogan with 'Eco choice'.", "serves": ["c2"]},
+        ],
+    }
+    planner = ScriptedChatModel(responses=[plan_message(plan)] * 3)
+    collect([eco], tmp_path, workers=1, planner=planner, tools=["replace_background", "replace_text"])
+    rows = load_table(tmp_path).to_list()
+    name = f"planner:{model_id(planner)}"
+    assert {row["plan"] for row in rows} == {CHECKLIST_PLAN, name}
+    planned = [row for row in rows if row["plan"] == name]
+    assert {row["step_id"] for row in planned} == {"s1", "s2"}
+    assert {tuple(row["serves"]) for row in planned} == {(f"{name}/c1",), (f"{name}/c2",)}
+    # The planner's step text is a candidate: the slogan replaced with it passes the planner's own item.
+    texts = {json.loads(row["args"])["text"] for row in rows if row["tool"] == "replace_text"}
+    assert texts == {"eco", "Eco choice"}
+    slogan = next(
+        row
+        for row in planned
+        if row["step_id"] == "s2"
+        and json.loads(row["args"]).get("text") == "Eco choice"
+        and json.loads(row["region"]) == "r2"
+    )
+    assert f"{name}/c2" in slogan["passed"] and slogan["reward"] > 0
+    assert max(row["reward"] for row in planned if row["step_id"] == "s1") > 0

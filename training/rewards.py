@@ -412,7 +412,7 @@ def plans_path(out: Path, task_id: str) -> Path:
 
 
 def collect_task(
-    task_record: dict[str, Any], out: str, judge: str, planner: str | None, tools: list[str] | None = None
+    task_record: dict[str, Any], out: str, judge: str, planner: str | Any, tools: list[str] | None = None
 ) -> dict[str, Any]:
     """Collect one task into its shard (a worker's job: arguments are plain data, for processes and Ray)."""
     from datasets import Dataset
@@ -457,7 +457,6 @@ def planner_plans(task: Task, runner: Runner, planner: str | Any) -> list[tuple[
     from langgraph.runtime import Runtime
 
     from pixplan.graph.context import Context
-    from pixplan.graph.models import model_id
     from pixplan.graph.nodes import EditNodes
     from pixplan.tools.perception import describe_catalog
 
@@ -475,7 +474,14 @@ def planner_plans(task: Task, runner: Runner, planner: str | Any) -> list[tuple[
     update = nodes.plan(state, Runtime(context=context, stream_writer=lambda _: None))
     if update.get("plan") is None:
         return []
-    return [(f"planner:{spec or model_id(planner)}", Plan.model_validate(update["plan"]))]
+    return [(planner_name(planner), Plan.model_validate(update["plan"]))]
+
+
+def planner_name(planner: str | Any) -> str:
+    """The `plan` column of a planner's plans: ``planner:<spec>`` (or the model's `model_id`)."""
+    from pixplan.graph.models import model_id
+
+    return f"planner:{planner if isinstance(planner, str) else model_id(planner)}"
 
 
 def collect(
@@ -483,7 +489,7 @@ def collect(
     out: str | os.PathLike[str],
     *,
     judge: str = "metric",
-    planner: str | None = None,
+    planner: str | Any | None = None,
     workers: int | None = None,
     ray_address: str | None = None,
     tools: list[str] | None = None,
@@ -529,7 +535,7 @@ def collect(
         "task_seconds": _mean([r["seconds"] for r in done]),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "judge": judge,
-        "planner": planner,
+        "planner": None if planner is None else planner_name(planner),
         "parallel": "ray" if ray_address is not None else f"{workers or os.cpu_count()} processes",
     }
     (out / "collect.json").write_text(json.dumps(summary, indent=1))
