@@ -10,11 +10,12 @@ from scipy.stats import kendalltau, spearmanr
 
 from pixplan.graph.metric_judge import evaluate_checklist
 from pixplan.tools.store import ImageStore
+from pixplan.training.benchmark import generate_tasks
 from pixplan.training.cli import main
 from pixplan.training.exact import analytic_costs, run_exact
 from pixplan.training.rewards import collect, load_table
 from pixplan.training.systems import run_calls
-from pixplan.training.tasks import generate_tasks, load_tasks, prepare
+from pixplan.training.tasks import load_tasks, prepare
 
 TOOLS = ["replace_background", "replace_text", "remove_object"]
 

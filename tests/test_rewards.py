@@ -15,6 +15,7 @@ from pixplan.graph.metric_judge import evaluate_checklist
 from pixplan.graph.models import model_id
 from pixplan.tools.regions import load_catalog
 from pixplan.tools.store import ImageStore
+from pixplan.training.benchmark import generate_tasks
 from pixplan.training.cli import main
 from pixplan.training.reward_fn import TableReward
 from pixplan.training.rewards import (
@@ -29,7 +30,7 @@ from pixplan.training.rewards import (
     select_tools,
     step_text,
 )
-from pixplan.training.tasks import generate_tasks, prepare
+from pixplan.training.tasks import prepare
 
 FAMILIES = ("eco", "minimalist")
 #: A few tools keep the tests fast; every rule they test holds for all tools.

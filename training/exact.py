@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from pixplan.graph.models import load_judge
 from pixplan.tools.regions import load_catalog, region_mask
-from pixplan.training.rewards import CHECKLIST_PLAN, Runner, load_judge, load_table
+from pixplan.training.rewards import CHECKLIST_PLAN, Runner, load_table
 from pixplan.training.tasks import Task, load_tasks, prepare
 
 #: Two regions overlap when they share more than this fraction of the smaller one's pixels.

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pixplan.graph.models import load_judge
 from pixplan.graph.schemas import Plan
 from pixplan.training.rewards import (
     CHECKLIST_PLAN,
@@ -25,7 +26,6 @@ from pixplan.training.rewards import (
     action_id,
     canonical_args,
     judged_checklist,
-    load_judge,
     load_table,
     plans_path,
     step_reward,

@@ -42,10 +42,12 @@ from typing import Any
 from langchain_core.tools import BaseTool
 
 from pixplan.graph.checks import ChecklistItem
+from pixplan.graph.models import load_judge
 from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest, Plan, Step
+from pixplan.tools.calls import invoke_tool
 from pixplan.tools.regions import RegionCatalog
 from pixplan.tools.store import ImageRef, ImageStore
-from pixplan.training.systems import call_tool, tools_by_name
+from pixplan.training.systems import tools_by_name
 from pixplan.training.tasks import Task, load_tasks, prepare, save_tasks
 
 #: The plan made of the task's own checklist (`checklist_plan`).
@@ -259,15 +261,12 @@ class Runner:
         if cached is not None and (cached.get("output") is None or cached["output"] in self.store):
             return cached
         self.tool_calls += 1
-        _, record = call_tool(
-            self.store,
-            image_id,
-            tool,
-            list(region) if isinstance(region, tuple) else region,
-            args,
-            self.tools,
-        )
-        result = {"output": record.get("output"), "error": record.get("error")}
+        arguments = {"region": list(region) if isinstance(region, tuple) else region, **args}
+        try:
+            _, artifact = invoke_tool(self.tools[tool], self.store, image_id, arguments)
+            result = {"output": artifact["id"], "error": None}
+        except Exception as error:  # a rejected call is the action's outcome (no change), recorded
+            result = {"output": None, "error": f"{type(error).__name__}: {error}"}
         self.calls.put(key, result)
         return result
 
@@ -303,13 +302,6 @@ class Runner:
         value = {"passed": [i.id for i in items if i.passed], "failed": [i.id for i in items if not i.passed]}
         self.verdicts.put(key, value)
         return value
-
-
-def load_judge(spec: str) -> Judge:
-    """The judge a spec names: 'metric' or a chat model spec for the LLM judge (the graph's own resolution)."""
-    from pixplan.graph.nodes import _load_judge
-
-    return _load_judge(spec)
 
 
 # ------------------------------------------------------------------------------------------------- rewards
