@@ -11,8 +11,9 @@ from graph_fakes import ScriptedChatModel, plan_message
 from tiny_lm import tiny_tokenizer
 
 from pixplan.graph.local_model import format_completion
-from pixplan.graph.metric_judge import evaluate_checklist
+from pixplan.graph.metric_judge import MetricJudge, evaluate_checklist
 from pixplan.graph.models import model_id
+from pixplan.graph.schemas import JudgeFailure
 from pixplan.tools.regions import load_catalog
 from pixplan.tools.store import ImageStore
 from pixplan.training.benchmark import generate_tasks
@@ -22,6 +23,7 @@ from pixplan.training.rewards import (
     CHECKLIST_PLAN,
     PRESETS,
     TOOL_REGIONS,
+    Runner,
     candidate_actions,
     canonical_args,
     checklist_plan,
@@ -29,6 +31,7 @@ from pixplan.training.rewards import (
     load_table,
     select_tools,
     step_text,
+    task_rows,
 )
 from pixplan.training.tasks import prepare
 
@@ -265,3 +268,23 @@ def test_planner_plans_are_rewarded_on_their_own_items(tasks, tmp_path):
     )
     assert f"{name}/c2" in slogan["passed"] and slogan["reward"] > 0
     assert max(row["reward"] for row in planned if row["step_id"] == "s1") > 0
+
+
+class FailsOnEdits:
+    """The metric judge on the original; a judge failure (as an LLM judge's refusal) on every edit."""
+
+    name = "fails-on-edits"
+
+    def judge(self, request):
+        if request.after["id"] != request.original["id"]:
+            return JudgeFailure(kind="refusal", message="no")
+        return MetricJudge().judge(request)
+
+
+def test_a_failed_judgement_is_no_reward_and_is_not_cached(tasks, tmp_path):
+    runner = Runner.open(tmp_path, FailsOnEdits(), select_tools(["remove_object"]))
+    rows, stats = task_rows(tasks[0], runner)
+    assert rows and all(row["reward"] is None and row["judge_failure"] == "refusal: no" for row in rows)
+    assert stats["judge_calls"] == stats["actions"] + 1
+    _, again = task_rows(tasks[0], runner)
+    assert again["tool_calls"] == 0 and again["judge_calls"] == stats["actions"]  # only the failures again

@@ -23,6 +23,8 @@ Tasks run in parallel in a local process pool, or on a Ray cluster (`ray_address
 storage that every node sees).
 
     pixplan train collect --config training/configs/collect.yaml
+
+(Over 500 lines: actions, caches, rewards and their collection are one pipeline, read top to bottom.)
 """
 
 from __future__ import annotations
