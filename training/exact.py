@@ -48,19 +48,21 @@ def pick_actions(rows: list[dict[str, Any]], per_step: int) -> list[dict[str, An
 
 
 def instances(table: Any, *, per_step: int, max_steps: int, limit: int) -> list[dict[str, Any]]:
-    """Small instances from the table's checklist plans: tasks with 2..`max_steps` steps, in table order."""
+    """Small instances from the table's checklist plans: tasks with 2..`max_steps` steps, one family after
+    another (round robin), so that a few instances span the goal families."""
     rows = [row for row in table.to_list() if row["plan"] == CHECKLIST_PLAN]
     by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for row in rows:
         by_task.setdefault(row["task_id"], {}).setdefault(row["step_id"], []).append(row)
-    found = []
+    by_family: dict[str, list[str]] = {}
     for task_id, steps in by_task.items():
-        if not 2 <= len(steps) <= max_steps:
-            continue
-        ordered = sorted(steps.values(), key=lambda step_rows: step_rows[0]["step_index"])
+        if 2 <= len(steps) <= max_steps:
+            by_family.setdefault(next(iter(steps.values()))[0]["family"], []).append(task_id)
+    order = [t for group in itertools.zip_longest(*by_family.values()) for t in group if t is not None]
+    found = []
+    for task_id in order[:limit]:
+        ordered = sorted(by_task[task_id].values(), key=lambda step_rows: step_rows[0]["step_index"])
         found.append({"task_id": task_id, "steps": [pick_actions(step, per_step) for step in ordered]})
-        if len(found) == limit:
-            break
     return found
 
 
