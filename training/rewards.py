@@ -498,9 +498,17 @@ def collect(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _merge_tasks(tasks, out)
-    records = [task.to_json(out) for task in tasks]
     start = time.perf_counter()
-    if ray_address is not None:
+    # Finished tasks are skipped here, so a finished collection starts no worker at all.
+    resumed = [
+        {"task_id": t.id, "resumed": True, "tool_calls": 0, "judge_calls": 0}
+        for t in tasks
+        if shard_path(out, t.id).exists()
+    ]
+    records = [task.to_json(out) for task in tasks if not shard_path(out, task.id).exists()]
+    if not records:
+        results = []
+    elif ray_address is not None:
         import ray
 
         if not ray.is_initialized():
@@ -516,6 +524,7 @@ def collect(
             results = [future.result() for future in futures]
     else:
         results = [collect_task(record, str(out), judge, planner, tools) for record in records]
+    results += resumed
     done = [result for result in results if not result["resumed"]]
     summary = {
         "tasks": len(results),
