@@ -139,8 +139,8 @@ EXAMPLE_PLAN = {
                 "type": "color_in_range",
                 "region": "background",
                 "stat": "hue",
-                "min": 265,
-                "max": 295,
+                "min": 260,
+                "max": 310,
             },
         },
         {
