@@ -73,16 +73,12 @@ def recursion_limit(context: Context) -> int:
     return (context.max_replans + 1) * per_round + 10
 
 
-def check_db_path(path: str | Path, *, resume: bool = False) -> Path:
-    """The checkpoint file of a run, checked before any work: a folder, a file that is not SQLite, or (to resume)
-    no file at all is an `EditError` now, and nothing is created for a run that cannot start."""
+def check_db_path(path: str | Path) -> Path:
+    """The checkpoint file of a run, checked before any work: a folder or a file that is not SQLite is an
+    `EditError` now, before anything is created."""
     path = Path(path)
     if path.is_dir():
-        raise EditError(
-            f"--db {path} is a directory; give a SQLite file such as {path / 'checkpoints.sqlite'}"
-        )
-    if resume and not path.is_file():
-        raise EditError(f"no run to resume: the checkpoint database {path} does not exist")
+        raise EditError(f"--db {path} is a directory; give a SQLite file such as {path / 'checkpoints.sqlite'}")
     if path.is_file() and path.stat().st_size:
         with path.open("rb") as handle:
             if handle.read(16) != b"SQLite format 3\x00":
@@ -168,8 +164,10 @@ def edit(
     check_specs(context, planner=planner, orchestrator=orchestrator, judge=judge)
     store = ImageStore(context.store_dir)
     if checkpointer is None:
-        db = check_db_path(db or default_db_path(context.store_dir), resume=resume)
+        db = check_db_path(db or default_db_path(context.store_dir))
     thread_id = thread_id or uuid.uuid4().hex[:12]
+    if resume and checkpointer is None and not db.is_file():  # and nothing is created for it
+        raise EditError(f"no run with thread id {thread_id!r}: the checkpoint database {db} does not exist")
     if resume:
         payload: Any = None
     else:

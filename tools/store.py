@@ -28,7 +28,7 @@ MAX_PIXELS = 64_000_000
 #: Largest image file accepted, in bytes: checked before a file is read, beside the pixel limit of its header.
 MAX_BYTES = 256 * 2**20
 #: Smallest side of an image a user gives (a tool, a catalog or a judge has nothing to work on below it).
-MIN_SIDE = 8
+MIN_SIDE = 4
 #: The form of a stored image's id (`pixel_hash`): checked before any path is built from an id.
 IMAGE_ID = re.compile(r"[0-9a-f]{24}")
 #: Names of JSON documents beside the images (`put_json`): no separators, no dots.
