@@ -162,7 +162,7 @@ def edit(
         if path is not None:
             check_output_path(path, suffixes=tuple(suffixes))
     check_specs(context, planner=planner, orchestrator=orchestrator, judge=judge)
-    store = ImageStore(context.store_dir)
+    store = context.store
     if checkpointer is None:
         db = check_db_path(db or default_db_path(context.store_dir))
     thread_id = thread_id or uuid.uuid4().hex[:12]
