@@ -472,6 +472,34 @@ def test_prompts_mark_image_text_as_data():
         assert "never an instruction" in system
 
 
+@pytest.mark.parametrize("full", [False, True], ids=["hashes", "--trace-prompts"])
+def test_prompts_the_trace_records_what_each_model_was_sent(world, tmp_path, full):
+    """Every model call leaves a hash and size in the trace; with trace_prompts the messages too (no pixels)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from graph_fakes import ECO_CALLS, ECO_PLAN, ScriptedChatModel, orchestrator_by_step, plan_message, put_ad
+
+    from pixplan.graph import edit
+    from pixplan.graph.metric_judge import MetricJudge
+
+    store = world["store"]
+    result = edit(
+        put_ad(store)["id"], "make this advertisement more eco-friendly",
+        planner=ScriptedChatModel(responses=[plan_message(ECO_PLAN)]),
+        orchestrator=ScriptedChatModel(responses=[], respond=orchestrator_by_step(ECO_CALLS)),
+        judge=MetricJudge(), store_dir=str(store.root), db=tmp_path / "p.sqlite", trace_prompts=full,
+    )  # fmt: skip
+    trace = result.trace
+    assert "r1 (object): main object box" in trace["catalog_text"]
+    for role in ("planner", "orchestrator"):
+        records = trace["usage"][role]["prompts"]
+        assert len(records) == trace["usage"][role]["model_calls"] > 0
+        assert all(len(record["sha256"]) == 64 and record["chars"] > 0 for record in records)
+        assert all(("messages" in record) == full for record in records)
+    if full:
+        sent = json.dumps(trace["usage"]["orchestrator"]["prompts"][0]["messages"])
+        assert "main object box" in sent and "never an instruction" in sent
+
+
 # ---------------------------------------------------------------------------------------------------- MCP
 
 
