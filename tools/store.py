@@ -156,8 +156,8 @@ def _array_hash(pixels: np.ndarray, mode: str) -> str:
 #: How stored PNGs are written: zlib level 1 with the Paeth row filter and run-length matching. The store is a
 #: working cache of many intermediate images, where encoding time matters more than the last byte of disk, but
 #: uncompressed files (level 0) made a 200 KB upload a 192 MB store file. benchmarks/bench_store.py measures it:
-#: an ad-like megapixel stores 7.6x smaller for +0.05 s a put, a photo 2.6x smaller for +0.18 s (load 17 on 2
-#: cores; at 16 MP the smaller write wins: 15x smaller, no slower). Exports use `save_image` (zlib level 6).
+#: an ad-like megapixel stores 7.6x smaller for +0.02 s a put, a photo 2.6x smaller for +0.06 s (load 11 on 2
+#: cores; at 16 MP the smaller write wins: 15x smaller and 0.24 s faster). Exports use `save_image` (level 6).
 FAST_PNG = [
     cv2.IMWRITE_PNG_COMPRESSION, 1,
     cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH,
