@@ -28,7 +28,7 @@ from pixplan.graph.builder import build_graph
 from pixplan.graph.context import Context, default_db_path
 from pixplan.graph.schemas import Judge
 from pixplan.graph.trace import build_trace, contact_sheet, write_trace
-from pixplan.tools.store import ImageRef, ImageStore
+from pixplan.tools.store import IMAGE_SUFFIXES, ImageRef, ImageStore, check_output_path, save_image
 
 #: on_event(event): progress events as they stream (see `EditNodes`: planned, step_started, tool_chosen, ...).
 EventHandler = Callable[[dict[str, Any]], None]
@@ -73,18 +73,35 @@ def recursion_limit(context: Context) -> int:
     return (context.max_replans + 1) * per_round + 10
 
 
+def check_db_path(path: str | Path) -> Path:
+    """The checkpoint file of a run, checked before any work: a folder or a file that is not SQLite is an
+    `EditError` now, before anything is created."""
+    path = Path(path)
+    if path.is_dir():
+        raise EditError(f"--db {path} is a directory; give a SQLite file such as {path / 'checkpoints.sqlite'}")
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise EditError(f"--db {path} is not a SQLite database")
+    return path
+
+
 @contextmanager
 def sqlite_checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
     """A SQLite checkpointer on a file (created with its folder), closed afterwards."""
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    path = Path(path)
+    path = check_db_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(str(path), check_same_thread=False)
     # WAL with synchronous=NORMAL: a committed checkpoint survives a killed process (it may not survive a power
     # cut), and each step skips an fsync.
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise EditError(f"--db {path}: {error}") from None
     try:
         yield SqliteSaver(connection)
     finally:
@@ -137,16 +154,27 @@ def edit(
             settings[role] = value
     if "store_dir" in settings:
         settings["store_dir"] = str(settings["store_dir"])
+    # Everything that can be wrong with the call is found here, before a model loads or any work starts.
     context = Context(**settings)
-    store = ImageStore(context.store_dir)
+    if not resume and (image is None or not goal):
+        raise EditError("an image and a goal are needed (or resume=True with the thread_id of a run)")
+    for path, suffixes in ((output, IMAGE_SUFFIXES), (trace, (".json",)), (sheet, IMAGE_SUFFIXES)):
+        if path is not None:
+            check_output_path(path, suffixes=tuple(suffixes))
+    check_specs(context, planner=planner, orchestrator=orchestrator, judge=judge)
+    store = context.store
+    if checkpointer is None:
+        db = check_db_path(db or default_db_path(context.store_dir))
     thread_id = thread_id or uuid.uuid4().hex[:12]
+    if resume and checkpointer is None and not db.is_file():  # and nothing is created for it
+        raise EditError(f"no run with thread id {thread_id!r}: the checkpoint database {db} does not exist")
     if resume:
         payload: Any = None
     else:
-        if image is None or not goal:
-            raise EditError("an image and a goal are needed (or resume=True with the thread_id of a run)")
         if isinstance(image, Image.Image):
             image = store.put(image.convert("RGB"))["id"]
+        elif str(image) not in store:
+            image = store.put_file(image)["id"]
         payload = {"image": str(image), "goal": goal}
 
     graph_kwargs = {
@@ -165,6 +193,11 @@ def edit(
             raise EditError(f"no run with thread id {thread_id!r} in this checkpoint database")
         if not resume and existing:
             raise EditError(f"thread id {thread_id!r} is taken by an earlier run: resume it, or use a new id")
+        if resume and graph.get_state(config).values.get("original", {}).get("id") not in store:
+            raise EditError(
+                f"run {thread_id!r} was made with another image store: its images are not in {store.root} "
+                "(pass the --store it ran with)"
+            )
         next_input = payload
         while True:
             pending = None
@@ -198,13 +231,27 @@ def edit(
         ref=values["current"], trace=result_trace, thread_id=thread_id, store=store, events=events
     )
     if output is not None:
-        result.output = Path(output)
-        result.output.parent.mkdir(parents=True, exist_ok=True)
-        result.image.save(result.output)
+        result.output = save_image(result.image, output)
     if trace is not None:
         result.trace_path = write_trace(result_trace, trace)
     if sheet is not None:
-        result.sheet_path = Path(sheet)
-        result.sheet_path.parent.mkdir(parents=True, exist_ok=True)
-        contact_sheet(result_trace, store).save(result.sheet_path)
+        result.sheet_path = save_image(contact_sheet(result_trace, store), sheet)
     return result
+
+
+def check_specs(
+    context: Context,
+    *,
+    planner: str | BaseChatModel | None = None,
+    orchestrator: str | BaseChatModel | None = None,
+    judge: str | Judge | None = None,
+) -> None:
+    """Every model spec of the run that nothing was injected for names a usable model (`check_model_spec`)."""
+    from pixplan.graph.models import check_model_spec
+
+    if not isinstance(planner, BaseChatModel):
+        check_model_spec(context.planner_model, "planner")
+    if not isinstance(orchestrator, BaseChatModel):
+        check_model_spec(context.orchestrator_model, "orchestrator")
+    if (judge is None or isinstance(judge, str)) and context.judge != "metric":
+        check_model_spec(context.judge, "judge (the metric judge, or a chat model spec)")

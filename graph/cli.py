@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "goal", nargs="?", help='the goal, e.g. "give this coffee ad a cosy autumn feel" (omit with --resume)'
     )
-    parser.add_argument("-o", "--output", required=True, help="where to write the edited image (PNG)")
+    parser.add_argument(
+        "-o", "--output", required=True, help="where to write the edited image (.png, .jpg, .jpeg or .webp)"
+    )
     parser.add_argument("--trace", help="where to write the JSON trace (default: OUTPUT with .trace.json)")
     parser.add_argument("--sheet", help="where to write the contact sheet (default: OUTPUT with .sheet.png)")
     parser.add_argument("--thread-id", help="id of this run (default: a new one, printed at the start)")
@@ -110,7 +112,9 @@ def run_edit(args: argparse.Namespace) -> int:
     if not args.resume and (args.image is None or args.goal is None):
         print("pixplan edit: needs IMAGE and GOAL (or --resume THREAD_ID)", file=sys.stderr)
         return 2
-    output = Path(args.output)
+    from pixplan.tools.store import check_output_path
+
+    output = check_output_path(args.output)
     settings = context_settings(args)
     thread_id = args.resume or args.thread_id or uuid.uuid4().hex[:12]
     if not args.quiet:
@@ -121,26 +125,20 @@ def run_edit(args: argparse.Namespace) -> int:
         if line is not None and not args.quiet:
             print(line, flush=True)
 
-    from pixplan.graph.api import EditError
-    from pixplan.tools.store import ImageError
-
-    try:
-        result = edit(
-            args.image,
-            args.goal,
-            output=output,
-            trace=args.trace or output.with_suffix(".trace.json"),
-            sheet=args.sheet or output.with_suffix(".sheet.png"),
-            db=args.db,
-            thread_id=thread_id,
-            resume=bool(args.resume),
-            on_event=show,
-            review=_review,
-            **settings,
-        )
-    except (ImageError, EditError) as error:
-        print(f"pixplan edit: {error}", file=sys.stderr)
-        return 1
+    # Bad input raises one of pixplan's errors, which `pixplan`'s main() prints as one line (exit code 2).
+    result = edit(
+        args.image,
+        args.goal,
+        output=output,
+        trace=args.trace or output.with_suffix(".trace.json"),
+        sheet=args.sheet or output.with_suffix(".sheet.png"),
+        db=args.db,
+        thread_id=thread_id,
+        resume=bool(args.resume),
+        on_event=show,
+        review=_review,
+        **settings,
+    )
     score = "no verdict" if result.score is None else f"{result.score:.2f}"
     print(f"run {result.thread_id}: {result.status}, final score {score}")
     print(f"wrote {result.output}, {result.trace_path}, {result.sheet_path}")

@@ -9,6 +9,7 @@ the graph needs no keys, no weights and no torch.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field, fields
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -51,31 +52,45 @@ class Context:
         metadata={
             "flag": "--max-retries",
             "description": "Retries of a step the judge failed, before a replan.",
+            "range": (0, 10),
         },
     )
     max_replans: int = field(
-        default=1, metadata={"description": "Replans after a step or the final judgement failed."}
+        default=1,
+        metadata={"description": "Replans after a step or the final judgement failed.", "range": (0, 10)},
     )
     max_tool_errors: int = field(
         default=3,
-        metadata={"description": "Bad tool calls (unknown tool, invalid region) corrected per attempt."},
+        metadata={
+            "description": "Bad tool calls (unknown tool, invalid region) corrected per attempt.",
+            "range": (0, 10),
+        },
     )
     max_plan_attempts: int = field(
-        default=3, metadata={"description": "Times a malformed plan is re-asked with its validation error."}
+        default=3,
+        metadata={
+            "description": "Times a malformed plan is re-asked with its validation error.",
+            "range": (1, 10),
+        },
     )
     num_plan_candidates: int = field(
         default=2,
         metadata={
             "flag": "--candidates",
             "description": "Candidate plans sampled; the one that best covers its checklist wins.",
+            "range": (1, 16),
         },
     )
-    max_steps: int = field(default=6, metadata={"description": "Most steps a plan may have."})
+    max_steps: int = field(
+        default=6, metadata={"description": "Most steps a plan may have.", "range": (1, 30)}
+    )
     pass_threshold: float = field(
-        default=0.6, metadata={"description": "Judge score (0..1) at which a step is accepted."}
+        default=0.6,
+        metadata={"description": "Judge score (0..1) at which a step is accepted.", "range": (0, 1)},
     )
     final_threshold: float = field(
-        default=0.6, metadata={"description": "Judge score (0..1) at which the whole edit passes."}
+        default=0.6,
+        metadata={"description": "Judge score (0..1) at which the whole edit passes.", "range": (0, 1)},
     )
     approve_plan: bool = field(
         default=False,
@@ -98,10 +113,49 @@ class Context:
         },
     )
 
+    trace_prompts: bool = field(
+        default=False,
+        metadata={
+            "description": "Record in the trace the full prompt each model was sent (a hash of it is always kept)."
+        },
+    )
+
     @cached_property
     def store(self) -> ImageStore:
         """The run's image store: one per context, so every node of a run shares it."""
         return ImageStore(self.store_dir)
+
+    def __post_init__(self) -> None:
+        """Refuse settings out of range here, where they enter (CLI, server context, `edit()`), with the range.
+
+        A limit out of range is not a harmless choice: 0 candidate plans does nothing and exits 0, a negative
+        replan budget shrinks the recursion limit until any plan of three steps dies.
+        """
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if "range" in item.metadata:
+                low, high = item.metadata["range"]
+                if item.type in ("int", int):
+                    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                        raise ValueError(
+                            f"{item.name} ({context_flag(item)}) must be an integer from {low} to {high}, "
+                            f"got {value!r}"
+                        )
+                elif (
+                    not isinstance(value, int | float)
+                    or isinstance(value, bool)
+                    or not math.isfinite(value)
+                    or not low <= value <= high
+                ):
+                    raise ValueError(
+                        f"{item.name} ({context_flag(item)}) must be a number from {low} to {high}, got {value!r}"
+                    )
+            elif item.type in ("str", str) and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(
+                    f"{item.name} ({context_flag(item)}) must be a non-empty string, got {value!r}"
+                )
+            elif item.type in ("bool", bool) and not isinstance(value, bool):
+                raise ValueError(f"{item.name} ({context_flag(item)}) must be true or false, got {value!r}")
 
     def limits(self) -> dict[str, Any]:
         """The budgets and thresholds the routers read (frozen into the state at the start of a run)."""
@@ -152,7 +206,7 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
     flag of `pixplan edit` with no second declaration. Flags left out keep the field's default (argparse's
     default is None: only what the user gave is passed on)."""
     group = parser.add_argument_group("run settings (the graph's Context)")
-    defaults = Context(store_dir="")  # the store's default depends on the environment: said in its help
+    defaults = Context()  # the store's default depends on the environment: said in its help, not shown
     for item in fields(Context):
         default = getattr(defaults, item.name)
         shown = "" if item.name == "store_dir" else f" (default: {default})"

@@ -1106,8 +1106,9 @@ class LocalChatModel(BaseChatModel):
         """Load a causal LM and tokenizer from a folder (or an id already in the HF cache), on CPU, float32."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path)))
-        model = AutoModelForCausalLM.from_pretrained(str(path)).eval()
+        # Local files only: an id that is not in the cache fails at once instead of retrying the hub for minutes.
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
         kwargs.setdefault("model_name", Path(str(path)).name)
         return cls(model=model, tokenizer=tokenizer, **kwargs)
 

@@ -87,6 +87,47 @@ def load_judge(spec: str) -> Judge:
 
     return LLMJudge(cached_chat_model(spec.strip()))
 
+def check_model_spec(spec: str, role: str = "model") -> None:
+    """Fail now, on one line, for a spec that cannot give a model: before an edit loads one or starts work.
+
+    An API spec builds its client (no network: an unknown provider, a missing package or key fails here); a local
+    one needs its weights on disk (the bundled SmolLM2, a folder, or a Hugging Face cache entry), so that nothing
+    waits on the hub.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"{role}: a model spec is a 'provider:model' string such as 'openai:gpt-4.1', got {spec!r}")
+    provider, _, name = spec.strip().partition(":")
+    name = name.strip()
+    if provider == "local":
+        if name.lower() in _LOCAL_ALIASES:
+            try:
+                smollm2_gguf()
+            except RuntimeError as error:
+                raise ValueError(f"{role} {spec!r}: {error}") from None
+            return
+        if Path(name).expanduser().is_dir() or _in_hub_cache(name):
+            return
+        raise ValueError(
+            f"{role} {spec!r}: {name!r} is neither a model folder nor in the Hugging Face cache "
+            f"(download it once with `hf download {name}`)"
+        )
+    if not name:
+        raise ValueError(f"{role} {spec!r} needs a provider: 'openai:gpt-4.1', 'ollama:...', 'local:...'")
+    try:
+        load_chat_model(spec)
+    except Exception as error:  # whatever the provider's package raises (ValueError, ImportError, its own errors)
+        message = " ".join(str(error).split()).split(". ")[0]
+        raise ValueError(f"{role} {spec!r} cannot be used: {message}") from None
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repo id either
+        return False
+
 
 def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
     from pixplan.graph.local_model import LocalChatModel

@@ -175,7 +175,7 @@ class EditNodes:
         candidates: list[dict[str, Any]] = []
         best: tuple[float, Plan, dict[str, float]] | None = None
         kept: list[Plan] = []
-        with metered("planner", usage, invocations=context.num_plan_candidates):
+        with metered("planner", usage, context.num_plan_candidates, full_prompts=context.trace_prompts):
             for _ in range(context.num_plan_candidates):
                 asked = messages
                 if kept:  # later candidates see the earlier ones, so even a greedy model writes a new plan
@@ -323,7 +323,7 @@ class EditNodes:
         bound = model.bind_tools(self.tools)
         store = context.store
         usage: dict[str, RoleUsage] = {}
-        with metered("orchestrator", usage):
+        with metered("orchestrator", usage, full_prompts=context.trace_prompts):
             for ask in range(context.max_tool_errors):
                 conversation: list[BaseMessage] = [
                     SystemMessage(prompts.ORCHESTRATOR_SYSTEM),
@@ -429,7 +429,7 @@ class EditNodes:
                 region=image.get("args", {}).get("region", (call or {"args": {}})["args"].get("region")),
                 checklist=[item for item in plan.checklist if item.id in step.serves],
             )
-            with metered("judge", usage):
+            with metered("judge", usage, full_prompts=context.trace_prompts):
                 result = self._judge(context).judge(request)
             if isinstance(result, JudgeFailure):
                 failure = result.model_dump()
@@ -494,7 +494,7 @@ class EditNodes:
             checklist=plan.checklist,
         )
         usage: dict[str, RoleUsage] = {}
-        with metered("judge", usage):
+        with metered("judge", usage, full_prompts=context.trace_prompts):
             result = self._judge(context).judge(request)
         verdict = None if isinstance(result, JudgeFailure) else result
         passed = verdict is not None and verdict.score >= state["limits"]["final_threshold"]

@@ -67,6 +67,8 @@ class RoleUsage(TypedDict):
     input_tokens: int
     output_tokens: int
     seconds: float
+    # What each model call was sent: {"sha256", "chars"} and, with trace_prompts, "messages" (see UsageMeter).
+    prompts: NotRequired[list[dict[str, Any]]]
 
 
 def add_usage(left: dict[str, RoleUsage] | None, right: dict[str, RoleUsage] | None) -> dict[str, RoleUsage]:
@@ -80,6 +82,7 @@ def add_usage(left: dict[str, RoleUsage] | None, right: dict[str, RoleUsage] | N
         for key in ("invocations", "model_calls", "input_tokens", "output_tokens"):
             total[key] += usage[key]
         total["seconds"] = round(total["seconds"] + usage["seconds"], 4)
+        total["prompts"] = total.get("prompts", []) + usage.get("prompts", [])
     return merged
 
 

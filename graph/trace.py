@@ -2,7 +2,8 @@
 
 The trace is the user's explanation of an edit and the raw material for training: the plan with its checklist
 and steps, every attempt at every step (tool, arguments with the region, image id, verdict or judge failure),
-the final verdict, and model calls, tokens and seconds per role.
+the final verdict, model calls, tokens and seconds per role, and what each model call was sent (a hash and size
+per prompt, the messages themselves with `trace_prompts`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def build_trace(
         "trace_version": TRACE_VERSION,
         "thread_id": thread_id,
         "goal": values.get("goal"),
+        # How the models saw the image: its region catalog, the image's own text quoted as data.
+        "catalog_text": values.get("catalog_text"),
         "status": values.get("status"),
         "original": values.get("original"),
         "result": values.get("current"),

@@ -5,10 +5,16 @@
 it reaches the calls inside `with_structured_output`, re-asks, and the judge's worker threads) and adds what it
 counted to `usage[role]`; the graph's nodes wrap each role's work in it. A meter can also be passed as a
 callback (`config={"callbacks": [meter]}`) to count one model's calls anywhere.
+
+A meter also records what each call was sent, so that a user can see what a model saw (the region catalog with
+the image's own text, quoted as data): a hash and size of every prompt, the messages themselves (image data
+replaced by its hash) with `full_prompts` (`Context.trace_prompts`, `pixplan edit --trace-prompts`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -33,8 +39,10 @@ class UsageMeter(BaseCallbackHandler):
     raise_error = False
     run_inline = True
 
-    def __init__(self) -> None:
+    def __init__(self, full_prompts: bool = False) -> None:
         super().__init__()
+        self.full_prompts = full_prompts
+        self.prompts: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._started: dict[UUID, float] = {}
         self.calls = 0
@@ -44,8 +52,17 @@ class UsageMeter(BaseCallbackHandler):
         self.seconds = 0.0
 
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        records = []
+        for batch in messages:
+            shown = [{"type": message.type, "content": _without_pixels(message.content)} for message in batch]
+            text = json.dumps(shown, sort_keys=True, default=str)
+            record: dict[str, Any] = {"sha256": hashlib.sha256(text.encode()).hexdigest(), "chars": len(text)}
+            if self.full_prompts:
+                record["messages"] = shown
+            records.append(record)
         with self._lock:
             self._started[run_id] = time.perf_counter()
+            self.prompts += records
 
     def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
@@ -89,14 +106,30 @@ class UsageMeter(BaseCallbackHandler):
         return f"UsageMeter({self.usage()})"
 
 
+def _without_pixels(content: Any) -> Any:
+    """Message content with each image block's data replaced by its hash (a prompt record holds no pixels)."""
+    if not isinstance(content, list):
+        return content
+    shown = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") in ("image", "image_url"):
+            data = json.dumps(block, sort_keys=True, default=str).encode()
+            block = {"type": block["type"], "sha256": hashlib.sha256(data).hexdigest()}
+        shown.append(block)
+    return shown
+
+
 _active_meter: ContextVar[UsageMeter | None] = ContextVar("pixplan_usage_meter", default=None)
 register_configure_hook(_active_meter, inheritable=True)
 
 
 @contextmanager
-def metered(role: str, usage: dict[str, RoleUsage], invocations: int = 1) -> Iterator[UsageMeter]:
-    """Count the model calls, tokens and seconds of the block into `usage[role]` (added to what is there)."""
-    meter = UsageMeter()
+def metered(
+    role: str, usage: dict[str, RoleUsage], invocations: int = 1, *, full_prompts: bool = False
+) -> Iterator[UsageMeter]:
+    """Count the model calls, tokens and seconds of the block into `usage[role]` (added to what is there), with
+    the record of each prompt sent."""
+    meter = UsageMeter(full_prompts)
     token = _active_meter.set(meter)
     start = time.perf_counter()
     try:
@@ -111,4 +144,5 @@ def metered(role: str, usage: dict[str, RoleUsage], invocations: int = 1) -> Ite
             input_tokens=meter.input_tokens + (previous["input_tokens"] if previous else 0),
             output_tokens=meter.output_tokens + (previous["output_tokens"] if previous else 0),
             seconds=round(seconds + (previous["seconds"] if previous else 0.0), 4),
+            prompts=(previous.get("prompts", []) if previous else []) + meter.prompts,
         )

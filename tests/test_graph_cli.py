@@ -79,7 +79,7 @@ def test_cli_edit_with_openai_compatible_models(stub_server, tmp_path, capsys):
 
     # A new edit cannot take the id of an earlier run; resuming a finished run only reports it again.
     again = ["edit", ref["id"], GOAL, "-o", str(out), "--store", str(store), *models, "--thread-id", "cli1"]
-    assert main(again) == 1 and "taken by an earlier run" in capsys.readouterr().err
+    assert main(again) == 2 and "taken by an earlier run" in capsys.readouterr().err
     assert main(["edit", "--resume", "cli1", "-o", str(tmp_path / "again.png"), "--store", str(store)]) == 0
     assert "run cli1: passed" in capsys.readouterr().out
     assert (tmp_path / "again.png").read_bytes() == out.read_bytes()
@@ -88,10 +88,10 @@ def test_cli_edit_with_openai_compatible_models(stub_server, tmp_path, capsys):
 def test_cli_needs_an_image_and_a_goal_or_a_run(tmp_path, capsys):
     assert main(["edit", "-o", str(tmp_path / "x.png"), "--store", str(tmp_path / "s")]) == 2
     assert (
-        main(["edit", "--resume", "nope", "-o", str(tmp_path / "x.png"), "--store", str(tmp_path / "s")]) == 1
+        main(["edit", "--resume", "nope", "-o", str(tmp_path / "x.png"), "--store", str(tmp_path / "s")]) == 2
     )
     assert "no run with thread id 'nope'" in capsys.readouterr().err
-    assert main(["edit", str(tmp_path / "missing.png"), GOAL, "-o", str(tmp_path / "x.png")]) == 1
+    assert main(["edit", str(tmp_path / "missing.png"), GOAL, "-o", str(tmp_path / "x.png")]) == 2
 
 
 def test_progress_lines():

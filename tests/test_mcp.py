@@ -40,7 +40,9 @@ def gray_png(size=(64, 48), value=128) -> bytes:
 
 
 def server_command(store, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "pixplan.training.cli", "mcp", "--store", str(store.root), *flags]
+    """The server, allowed to read the test's folder (where the store and the test images are)."""
+    command = [sys.executable, "-m", "pixplan.training.cli", "mcp", "--store", str(store.root)]
+    return [*command, "--allow-dir", str(store.root.parent), *flags]
 
 
 @asynccontextmanager

@@ -137,7 +137,9 @@ def test_background_without_foreground():
 
 
 def test_unknown_mask_image(store):
-    with pytest.raises(RegionError, match="unknown mask image 'deadbeef'"):
+    with pytest.raises(RegionError, match="unknown mask image 'deadbeefdeadbeefdeadbeef'"):
+        region_mask("mask:deadbeefdeadbeefdeadbeef", SIZE, store=store)
+    with pytest.raises(RegionError, match="not an image id"):
         region_mask("mask:deadbeef", SIZE, store=store)
 
 

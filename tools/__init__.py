@@ -4,6 +4,7 @@ Importing this package loads Pillow, NumPy and OpenCV only; generative tools loa
 first used.
 """
 
+from pixplan.tools.calls import forbid_unknown_arguments
 from pixplan.tools.classical import (
     adjust_tone,
     blur,
@@ -21,7 +22,7 @@ from pixplan.tools.text import add_text, replace_text
 
 #: Every classical tool, in the order a model sees them. Generative tools live in their own list, so that
 #: importing this one never loads torch or diffusers.
-TOOLS = [
+TOOLS = forbid_unknown_arguments([
     recolor,
     adjust_tone,
     replace_background,
@@ -33,7 +34,7 @@ TOOLS = [
     add_text,
     add_badge,
     add_icon,
-]
+])  # fmt: skip
 
 __all__ = [
     "TOOLS",

@@ -2,7 +2,9 @@
 
 A tool runs as an agent's tool call does (a `ToolCall`, the store injected through the RunnableConfig's
 `configurable.store_dir`), so the CLI, the benchmark's systems and the graph's `act` node (LangGraph's
-`ToolNode`, with `store_config`) all run tools the same way and get the same `ImageRef` artifact back.
+`ToolNode`, with `store_config`) all run tools the same way and get the same `ImageRef` artifact back. Tools
+refuse arguments they do not have (`forbid_unknown_arguments`), and every edge (CLI, MCP) shows a tool's error as
+the one line `error_text` makes of it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from pydantic import BaseModel, ValidationError
 
 from pixplan.tools.store import ImageRef, ImageStore
 
@@ -40,6 +43,26 @@ def invoke_tool(
     }
     message = tool.invoke(call, config=store_config(store))
     return str(message.content), message.artifact
+
+
+def forbid_unknown_arguments(tools: list[BaseTool]) -> list[BaseTool]:
+    """Make each tool refuse arguments it does not have (pydantic ignores them by default), so that a model that
+    misnames one (`colour` for `color`) reads an error and corrects itself instead of being silently ignored."""
+    for library_tool in tools:
+        schema = library_tool.args_schema
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            schema.model_config["extra"] = "forbid"
+            schema.model_rebuild(force=True)
+    return tools
+
+
+def error_text(error: BaseException) -> str:
+    """Any of pixplan's errors (a tool's, a region's, pydantic's argument errors) as one line to act on."""
+    if isinstance(error, ValidationError):
+        problems = [f"{'.'.join(map(str, item['loc'])) or 'input'}: {item['msg']}" for item in error.errors()]
+        return f"invalid arguments for {error.title}: " + "; ".join(problems)
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(text.split()) or type(error).__name__
 
 
 def settings_from_config(config: Any, key: str, settings_type: type[Settings]) -> Settings:

@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--args", default="{}", help='the tool\'s other arguments as JSON, e.g. \'{"color": "gold"}\''
     )
-    run.add_argument("-o", "--output", required=True, help="where to write the result (PNG)")
+    run.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg or .webp)")
     run.add_argument("--store", help="image store folder (default $PIXPLAN_STORE or ~/.cache/pixplan/store)")
     run.set_defaults(func=run_tool)
 
@@ -153,13 +153,12 @@ def _parse_region(text: str) -> Any:
 
 
 def run_tool(args: argparse.Namespace) -> int:
-    from langchain_core.tools import ToolException
-    from pydantic import ValidationError
-
+    """Errors of the image, the region, the arguments or the output path propagate to `pixplan`'s main(), which
+    prints them as one line (exit code 2)."""
     from pixplan.tools import TOOLS
     from pixplan.tools.calls import invoke_tool
-    from pixplan.tools.regions import RegionError, parse_region
-    from pixplan.tools.store import ImageError, save_png
+    from pixplan.tools.regions import parse_region
+    from pixplan.tools.store import check_output_path, save_image
 
     tools = {tool.name: tool for tool in TOOLS}
     if args.tool not in tools:
@@ -174,20 +173,13 @@ def run_tool(args: argparse.Namespace) -> int:
     if not isinstance(tool_args, dict):
         print('error: --args must be a JSON object, e.g. \'{"color": "gold"}\'', file=sys.stderr)
         return 2
+    check_output_path(args.output)
     store = _store(args.store)
-    try:
-        image_id = store.put_file(args.image)["id"]
-    except ImageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        if parse_region(region).kind in ("catalog", "background"):
-            _catalog(store, image_id)
-        summary, ref = invoke_tool(tools[args.tool], store, image_id, {"region": region, **tool_args})
-    except (ToolException, ValidationError, RegionError) as error:
-        print(f"error: {args.tool}: {error}", file=sys.stderr)
-        return 2
-    save_png(store.get(ref["id"]), args.output)
+    image_id = store.put_file(args.image)["id"]
+    if parse_region(region).kind in ("catalog", "background"):
+        _catalog(store, image_id)
+    summary, ref = invoke_tool(tools[args.tool], store, image_id, {"region": region, **tool_args})
+    save_image(store.get(ref["id"]), args.output)
     print(summary)
     print(f"wrote {args.output}")
     return 0
@@ -198,25 +190,15 @@ def run_tool(args: argparse.Namespace) -> int:
 
 def show_catalog(args: argparse.Namespace) -> int:
     from pixplan.tools.perception import describe_catalog
-    from pixplan.tools.store import ImageError
 
     store = _store(args.store)
-    try:
-        image_id = store.put_file(args.image)["id"]
-    except ImageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    image_id = store.put_file(args.image)["id"]
     if args.detect:  # a fresh catalog: a stored one may have been built without these detections
-        from pixplan.tools.generative import ModelUnavailableError
         from pixplan.tools.grounding import GroundingSettings
         from pixplan.tools.perception import build_catalog
 
         model = {"detector_model": args.detector_model} if args.detector_model else {}
-        try:
-            catalog = build_catalog(store, image_id, detect=args.detect, grounding=GroundingSettings(**model))
-        except ModelUnavailableError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        catalog = build_catalog(store, image_id, detect=args.detect, grounding=GroundingSettings(**model))
     else:
         catalog = _catalog(store, image_id)
     print(json.dumps(catalog, indent=1) if args.json else describe_catalog(catalog))
@@ -231,7 +213,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from pixplan.tools.calls import invoke_tool
     from pixplan.tools.examples import example_call
     from pixplan.tools.perception import describe_catalog
-    from pixplan.tools.store import ImageStore, save_png
+    from pixplan.tools.store import ImageStore, save_image
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -240,19 +222,19 @@ def run_demo(args: argparse.Namespace) -> int:
     catalog = _catalog(store, image_id)
     print(describe_catalog(catalog) + "\n")
     original = store.get(image_id)
-    save_png(original, output / "00_original.png")
+    save_image(original, output / "00_original.png")
     tiles = [("original", original)]
     for number, tool in enumerate(TOOLS, start=1):
         call = example_call(tool.name, catalog)
         summary, ref = invoke_tool(tool, store, image_id, call)
         result = store.get(ref["id"])
         path = output / f"{number:02d}_{tool.name}.png"
-        save_png(result, path)
+        save_image(result, path)
         shown = {key: value for key, value in call.items() if key != "region"}
         print(f"{tool.name}({json.dumps(shown)}) on {call['region']}: {summary.split(': ', 1)[-1]} -> {path}")
         tiles.append((f"{tool.name} on {_short(call['region'])}", result))
     sheet = contact_sheet(tiles)
-    save_png(sheet, output / "contact_sheet.png")
+    save_image(sheet, output / "contact_sheet.png")
     print(f"\nwrote {len(tiles)} images and {output / 'contact_sheet.png'}")
     return 0
 

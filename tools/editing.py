@@ -27,7 +27,7 @@ from pixplan.tools.regions import (
     parse_region,
     region_mask,
 )
-from pixplan.tools.store import ImageRef, ImageStore, store_from_config
+from pixplan.tools.store import ImageError, ImageRef, ImageStore, store_from_config
 
 #: edit(image, hard_mask, catalog) -> edited full-size image (only pixels inside the mask are kept).
 EditFunction = Callable[[Image.Image, np.ndarray, "RegionCatalog | None"], Image.Image]
@@ -74,9 +74,12 @@ def apply_edit(
     store = store_from_config(config)
     if image_id not in store:
         raise ToolException(f"unknown image_id {image_id!r}: pass the id of the current image")
-    pixels = store.get_array(image_id)
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
-        pixels = np.asarray(load_for_edit(store, image_id))
+    try:
+        pixels = store.get_array(image_id)
+        if pixels.ndim != 3 or pixels.shape[2] != 3:
+            pixels = np.asarray(load_for_edit(store, image_id))
+    except ImageError as error:
+        raise ToolException(str(error)) from None
     size = (pixels.shape[1], pixels.shape[0])
     try:
         parsed: Region = parse_region(region)

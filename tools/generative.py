@@ -27,7 +27,7 @@ from langchain_core.tools import ToolException, tool
 from PIL import Image
 from pydantic import Field
 
-from pixplan.tools.calls import settings_from_config
+from pixplan.tools.calls import forbid_unknown_arguments, settings_from_config
 from pixplan.tools.editing import apply_edit
 from pixplan.tools.regions import RegionArg, RegionCatalog, nonzero_bounds
 from pixplan.tools.store import ImageRef
@@ -153,7 +153,8 @@ def pipeline_class_name(model: str, task: Literal["inpaint", "edit"]) -> str:
         ) from None
     setting = f"{task}_model"
     try:
-        name = DiffusionPipeline.load_config(model)["_class_name"]
+        # Local files only, here and below: a model that is not local fails at once, not after hub retries.
+        name = DiffusionPipeline.load_config(model, local_files_only=True)["_class_name"]
     except (OSError, ValueError, KeyError) as error:
         raise ModelUnavailableError(
             missing_model_message(model, setting, str(error).splitlines()[0])
@@ -191,7 +192,7 @@ def load_pipeline(model: str, task: Literal["inpaint", "edit"], settings: Genera
                 f"{model!r} needs diffusers.{name}, which diffusers {diffusers.__version__} lacks; upgrade diffusers"
             )
         try:
-            pipe = cls.from_pretrained(model, dtype=dtype)
+            pipe = cls.from_pretrained(model, dtype=dtype, local_files_only=True)
         except (OSError, ValueError) as error:
             raise ModelUnavailableError(
                 missing_model_message(model, f"{task}_model", str(error).splitlines()[0])
@@ -478,4 +479,4 @@ def generate_background(
 
 
 #: The generative tools, in the order a model sees them. Not part of `pixplan.tools.TOOLS`, which stays offline.
-GENERATIVE_TOOLS = [inpaint_region, edit_by_instruction, generate_background]
+GENERATIVE_TOOLS = forbid_unknown_arguments([inpaint_region, edit_by_instruction, generate_background])

@@ -24,7 +24,7 @@ from PIL import Image
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from pixplan.tools.calls import settings_from_config
+from pixplan.tools.calls import forbid_unknown_arguments, settings_from_config
 from pixplan.tools.editing import load_for_edit
 from pixplan.tools.generative import ModelUnavailableError, missing_model_message, resolve_device
 from pixplan.tools.regions import CatalogRegion, RegionCatalog, load_catalog, pixels_to_box, save_catalog
@@ -84,8 +84,10 @@ def load_model(model: str, kind: str, device: str) -> tuple[Any, Any]:
                     transformers.CLIPSegProcessor,
                 )
             try:
-                processor = processor_class.from_pretrained(model)
-                network = model_class.from_pretrained(model).to(device).eval()
+                # Local files only: weights that are not a folder or in the cache fail at once, not after
+                # minutes of hub retries (download once with `hf download`, see `missing_model_message`).
+                processor = processor_class.from_pretrained(model, local_files_only=True)
+                network = model_class.from_pretrained(model, local_files_only=True).to(device).eval()
             except (OSError, ValueError) as error:
                 setting = f"{kind}_model"
                 raise ModelUnavailableError(
@@ -301,4 +303,4 @@ def segment_region(
 
 
 #: The grounding tools, in the order a model sees them. Not part of `pixplan.tools.TOOLS`, which stays offline.
-GROUNDING_TOOLS = [find_region, segment_region]
+GROUNDING_TOOLS = forbid_unknown_arguments([find_region, segment_region])

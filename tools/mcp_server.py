@@ -12,6 +12,12 @@ as base64 (a ``data:image/png;base64,...`` URL or bare base64): it is imported i
 answers with its summary text (which names the new image id), the image as PNG image content, and the image's
 reference as structured content. Bad arguments come back as MCP error results (``isError``) with the tool's
 message.
+
+Paths are read only inside the allowed roots: the working directory (or each ``--allow-dir``) and the store,
+checked after symlinks are resolved; a refused path gets the same answer whether or not the file exists. Store
+ids are checked against the store's id format before any path is built from them.
+
+    pixplan mcp --http --allow-dir ~/Pictures --allow-dir /data/ads
 """
 
 from __future__ import annotations
@@ -28,43 +34,93 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException, tool
 from PIL import Image
+from pydantic import ValidationError
 
-from pixplan.tools.store import ImageError, ImageRef, ImageStore, store_from_config
+from pixplan.tools.calls import error_text
+from pixplan.tools.store import (
+    MAX_BYTES,
+    ImageError,
+    ImageRef,
+    ImageStore,
+    default_store_dir,
+    is_image_id,
+    store_from_config,
+)
 
 #: Longest side of the image returned as MCP image content (the stored image keeps its full size).
 PREVIEW_SIDE = 1024
 IMAGE_ARGUMENT = (
-    "The image: its id in pixplan's image store, a path to an image file, or the image as base64 "
+    "The image: its id in pixplan's image store, a path to an image file in the server's allowed folders, "
+    "or the image as base64 "
     "(a data:image/png;base64,... URL or bare base64 PNG/JPEG)."
 )
-_STORE_ID = re.compile(r"[0-9a-f]{16,64}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{16,}")
 _MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 
 
-def resolve_image(store: ImageStore, value: str) -> str:
-    """The store id for an image argument: a store id, a file path, or base64 image data (imported)."""
+def resolve_image(store: ImageStore, value: str, roots: list[Path]) -> str:
+    """The store id for an image argument: a store id, a file under the allowed `roots`, or base64 image data.
+
+    A path is resolved (symlinks included) before it is checked against the roots, and every refusal reads the
+    same, so that an answer never tells whether a file outside the roots exists.
+    """
     value = value.strip()
-    if _STORE_ID.fullmatch(value) and value in store:
+    if is_image_id(value) and value in store:
         return value
     if value.startswith("data:"):
         header, _, payload = value.partition(",")
         if ";base64" not in header:
             raise ToolException("a data URL image must be base64: data:image/png;base64,...")
         return _import_bytes(store, payload)
-    path = Path(value).expanduser()
-    if len(value) < 4096 and path.is_file():
-        return _put(store, path)
     data = _image_bytes(value) if _BASE64.fullmatch(value) else None
-    if data is None:
+    if data is not None:
+        return _put(store, data)
+    path = _allowed_file(value, roots)
+    if path is None:
         raise ToolException(
-            f"unknown image {value[:80]!r}: pass a store image id, a path to an image file, or base64 image data"
+            f"unknown image {value[:80]!r}: pass a store image id, a path to an image file in the folders this "
+            "server may read (its working directory, its store, and --allow-dir), or base64 image data"
         )
-    return _put(store, data)
+    return _put(store, path)
+
+
+def _allowed_file(value: str, roots: list[Path]) -> Path | None:
+    """The file `value` names, symlinks resolved, if it lies inside one of `roots`; else None."""
+    if len(value) > 4096 or "\x00" in value:
+        return None
+    try:
+        path = Path(value).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable folder
+        return None
+    if not any(path.is_relative_to(root) for root in roots):
+        return None
+    return path if path.is_file() else None
+
+
+def allowed_roots(args: argparse.Namespace) -> list[Path]:
+    """The folders the server may read images from: `--allow-dir` (default: the working directory), and the store."""
+    roots = []
+    for folder in args.allow_dir or [Path.cwd()]:
+        folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            raise ValueError(f"--allow-dir {folder} is not a directory")
+        roots.append(folder)
+    store = Path(args.store) if args.store is not None else default_store_dir()
+    return [*roots, store.expanduser().resolve()]
+
+
+def roots_from_config(config: Any) -> list[Path]:
+    """The allowed roots of a tool call (`configurable["allow_dirs"]`), else the working directory and the store."""
+    configurable = (config or {}).get("configurable", {}) if isinstance(config, dict) else {}
+    if configurable.get("allow_dirs") is not None:
+        return [Path(folder).resolve() for folder in configurable["allow_dirs"]]
+    return [Path.cwd().resolve(), store_from_config(config).root.resolve()]
 
 
 def _image_bytes(payload: str) -> bytes | None:
     """Decoded base64 if it holds an image file (by its magic number), else None."""
+    if len(payload) > MAX_BYTES * 4 // 3 + 4:
+        raise ToolException(f"the base64 image is too large (more than {MAX_BYTES} bytes)")
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -94,7 +150,7 @@ def import_image(source: str, config: RunnableConfig = None) -> tuple[str, Image
         source: A path to an image file, or the image as base64 (a data:image/png;base64,... URL or bare base64).
     """
     store = store_from_config(config)
-    ref = store.ref(resolve_image(store, source))
+    ref = store.ref(resolve_image(store, source, roots_from_config(config)))
     return f"image_id {ref['id']} ({ref['width']}x{ref['height']})", ref
 
 
@@ -152,12 +208,20 @@ def preview_png(image: Image.Image, side: int = PREVIEW_SIDE) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def build_server(tools: list[BaseTool], config: dict[str, Any]) -> Any:
-    """A low-level MCP server whose tools are `tools`, each called with `config` (store, model settings)."""
+def build_server(tools: list[BaseTool], config: dict[str, Any], allow_dirs: list[Path] | None = None) -> Any:
+    """A low-level MCP server whose tools are `tools`, each called with `config` (store, model settings).
+
+    Image paths in arguments are read only inside `allow_dirs` (default: the working directory and the store).
+    """
     import anyio
     from mcp import types
     from mcp.server.lowlevel import Server
 
+    configurable = {**config.get("configurable", {})}
+    if allow_dirs is not None:
+        configurable["allow_dirs"] = [str(Path(folder).resolve()) for folder in allow_dirs]
+    config = {**config, "configurable": configurable}
+    roots = roots_from_config(config)
     server = Server("pixplan")
     by_name = {library_tool.name: library_tool for library_tool in tools}
     listing = [types.Tool(name=t.name, description=t.description, inputSchema=input_schema(t)) for t in tools]
@@ -171,9 +235,12 @@ def build_server(tools: list[BaseTool], config: dict[str, Any]) -> Any:
             raise ToolException(f"unknown tool {name!r}; tools: {', '.join(by_name)}")
         store = store_from_config(config)
         if isinstance(arguments.get("image_id"), str):
-            arguments = {**arguments, "image_id": resolve_image(store, arguments["image_id"])}
+            arguments = {**arguments, "image_id": resolve_image(store, arguments["image_id"], roots)}
         call = {"type": "tool_call", "id": "mcp", "name": name, "args": arguments}
-        message = by_name[name].invoke(call, config=config)
+        try:
+            message = by_name[name].invoke(call, config=config)
+        except (ValidationError, ImageError, KeyError) as error:  # as one line, like the tools' own errors
+            raise ToolException(error_text(error)) from None
         ref: ImageRef = message.artifact
         content: list[Any] = [types.TextContent(type="text", text=str(message.content))]
         content.append(
@@ -252,7 +319,8 @@ def command(args: argparse.Namespace) -> int:
 
     if args.store is not None:
         os.environ["PIXPLAN_STORE"] = str(args.store)
-    server = build_server(library(generative=args.generative, grounding=args.grounding), server_config(args))
+    tools = library(generative=args.generative, grounding=args.grounding)
+    server = build_server(tools, server_config(args), allowed_roots(args))
     if args.http:
         anyio.run(serve_http, server, args.port)
     else:
@@ -270,6 +338,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     parser.add_argument(
         "--store", type=Path, default=None, help="image store folder (default $PIXPLAN_STORE)"
+    )
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="a folder whose image files clients may name by path (repeatable; default: the working directory). "
+        "The store is always allowed; paths are resolved, symlinks included, before they are checked",
     )
     parser.add_argument("--generative", action="store_true", help="also serve the diffusers tools")
     parser.add_argument("--grounding", action="store_true", help="also serve find_region and segment_region")

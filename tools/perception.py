@@ -14,6 +14,7 @@ The OCR engine (rapidocr's ONNX models, shipped in its wheel) loads lazily, once
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -421,7 +422,9 @@ def describe_catalog(catalog: RegionCatalog) -> str:
     """The catalog as compact text for a model prompt: one line per region with id, kind, label and box.
 
     Text-only models see the image only through this description, so text regions carry their OCR string,
-    and every box its position in words and its share of the image area.
+    and every box its position in words and its share of the image area. Text read from the image is data
+    that anyone who made the image chose: it is quoted as a JSON string (escaped, on its own line's end), so it
+    can neither pass for an instruction nor break out of its line to forge a region.
     """
     lines = [
         f"Image {catalog['width']}x{catalog['height']} px. Regions (box = [x0, y0, x1, y1] as fractions of "
@@ -437,8 +440,12 @@ def describe_catalog(catalog: RegionCatalog) -> str:
             lines.append(f"- {entry['id']}: background, everything except the foreground object(s) and text")
             continue
         area = (x1 - x0) * (y1 - y0)
+        if entry["kind"] == "text" and "text" in entry:
+            label = "text " + json.dumps(entry["text"], ensure_ascii=False)
+        else:
+            label = json.dumps(entry["label"], ensure_ascii=False)[1:-1]  # escaped: one line, whatever it holds
         lines.append(
-            f"- {entry['id']} ({entry['kind']}): {entry['label']} box {box}, {_position(entry['box'])}, "
+            f"- {entry['id']} ({entry['kind']}): {label} box {box}, {_position(entry['box'])}, "
             f"{area:.0%} of the image"
         )
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from PIL import Image
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from pixplan.tools.store import ImageStore
+from pixplan.tools.store import ImageError, ImageStore, is_image_id
 
 #: The type of every tool's `region` argument, with the description the model reads.
 RegionArg = Annotated[
@@ -143,6 +143,8 @@ def parse_region(value: object) -> Region:
         mask_id = text[5:].strip()
         if not mask_id:
             raise RegionError("mask reference needs an image id: 'mask:<image id>'")
+        if not is_image_id(mask_id):
+            raise RegionError(f"mask:{mask_id[:80]} is not an image id: 'mask:<24 hex digits of a stored mask>'")
         return Region(kind="mask", mask_id=mask_id)
     if text.startswith("["):
         try:
@@ -194,7 +196,10 @@ def _box_mask(box: tuple[float, float, float, float] | list[float], size: tuple[
 def _stored_mask(store: ImageStore | None, mask_id: str, size: tuple[int, int]) -> np.ndarray:
     if store is None or mask_id not in store:
         raise RegionError(f"unknown mask image {mask_id!r}")
-    mask = store.get(mask_id).convert("L")
+    try:
+        mask = store.get(mask_id).convert("L")
+    except ImageError as error:
+        raise RegionError(f"mask:{mask_id}: {error}") from None
     if mask.size != size:
         mask = mask.resize(size, Image.Resampling.NEAREST)
     return (np.asarray(mask, dtype=np.float32) / 255.0 > 0.5).astype(np.float32)

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixplan", description="Plan, execute and judge image edits from abstract goals."
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error instead of its one-line message"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(subparsers)
@@ -35,8 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. Bad input (pixplan's own errors, which all say what to change, and the OS's refusals)
+    ends as one line on stderr and exit code 2, here and nowhere else; `--debug` shows the traceback."""
+    from langchain_core.tools import ToolException
+
+    from pixplan.tools.calls import error_text
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, ToolException, OSError) as error:
+        if args.debug:
+            raise
+        print(f"pixplan {args.command}: {error_text(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
