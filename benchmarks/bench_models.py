@@ -29,7 +29,7 @@ def main() -> None:
     from langchain_core.messages import HumanMessage, SystemMessage
     from langchain_core.tools import tool
 
-    from pixplan.graph.local_model import LocalChatModel
+    from pixplan.graph.local import LocalChatModel
     from pixplan.graph.models import smollm2_dir
     from pixplan.graph.schemas import Plan
 
@@ -107,7 +107,7 @@ def main() -> None:
     figures["tool_call_tokens"] = message.usage_metadata
     figures["tool_call"] = message.tool_calls[0]
     start = time.perf_counter()
-    model.invoke("Say hello.", max_new_tokens=20)
+    model.invoke("Say hello.", max_tokens=20)
     figures["free_text_20_tokens_s"] = round(time.perf_counter() - start, 2)
     figures["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(figures, indent=1, default=str))

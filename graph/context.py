@@ -47,6 +47,13 @@ class Context:
             "for the LLM judge.",
         },
     )
+    hints: bool = field(
+        default=True,
+        metadata={
+            "description": "Local models: among allowed options, prefer those the step's words name (a colour, "
+            "an enum value, a region's label); off: the model's likelihood alone chooses."
+        },
+    )
     max_retries_per_step: int = field(
         default=2,
         metadata={

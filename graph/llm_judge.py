@@ -23,6 +23,7 @@ import io
 import json
 import re
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -35,7 +36,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from PIL import Image
 from pydantic import ValidationError
 
-from pixplan.graph.models import load_chat_model, model_id, supports_images
+from pixplan.graph.models import load_chat_model, model_id, supports_images, takes_choices
 from pixplan.graph.schemas import JudgeFailure, JudgeRequest, Verdict
 
 JUDGE_SYSTEM = """You are a strict, fair judge of image edits.
@@ -182,7 +183,8 @@ class LLMJudge:
         context = (
             contextvars.copy_context()
         )  # keeps the caller's callbacks (usage meters) in the worker thread
-        future = self._pool.submit(context.run, self._invoke, messages, config)
+        ids = [item.id for item in request.checklist]
+        future = self._pool.submit(context.run, self._invoke, messages, config, ids)
         try:
             raw, parsed, error = future.result(timeout=self.timeout_s)
         except FutureTimeout:
@@ -206,9 +208,20 @@ class LLMJudge:
         verdict = parsed if isinstance(parsed, Verdict) else Verdict.model_validate(parsed)
         return self._checked(verdict, request)
 
-    def _invoke(self, messages: list[BaseMessage], config: dict) -> tuple[AIMessage | None, Any, Any]:
+    def _invoke(
+        self, messages: list[BaseMessage], config: dict, item_ids: Sequence[str] = ()
+    ) -> tuple[AIMessage | None, Any, Any]:
+        constrained: dict[str, Any] = {}
+        if takes_choices(self.model):  # a local model judges each checklist item once, in order
+            count = len(item_ids)
+            constrained = {
+                "choices": {
+                    "checklist.*.id": lambda ctx: list(item_ids)[ctx.path[1] : ctx.path[1] + 1] or None
+                },
+                "lengths": {"checklist": (count, count) if count else (0, None), "reasons": (1, None)},
+            }
         try:
-            structured = self.model.with_structured_output(Verdict, include_raw=True)
+            structured = self.model.with_structured_output(Verdict, include_raw=True, **constrained)
         except NotImplementedError:  # a model without structured output: parse its JSON text
             raw = self.model.invoke(messages, config=config)
             text = raw.content if isinstance(raw.content, str) else raw.text

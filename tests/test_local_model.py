@@ -8,10 +8,12 @@ import pytest
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 from tiny_lm import tiny_local_model, tiny_tokenizer
 
-from pixplan.graph.local_model import (
+from pixplan.graph.local.chat_format import (
+    DEFAULT_SYSTEM_PROMPT,
     chat_template,
     format_completion,
     format_tool_call,
@@ -19,6 +21,7 @@ from pixplan.graph.local_model import (
     render_prompt,
     to_chat_messages,
 )
+from pixplan.graph.nodes import plan_choices
 from pixplan.graph.schemas import Plan, Verdict
 from pixplan.graph.usage import UsageMeter
 
@@ -68,6 +71,10 @@ def set_tone(image_id: str, region: str | list[float], warmth: float, mode: Lite
 
 
 TOOLS = [recolor, blur, set_tone]
+REGIONS = ["r1", "r2", "whole", "background"]
+#: What the graph passes a local orchestrator: the catalog's regions (and, here, the image id these tools take).
+CHOICES = {"region": REGIONS, "image_id": [IMAGE_ID]}
+CATALOG_DICT = {"regions": [{"id": r} for r in REGIONS]}
 TOOL_LIST = "Tools the steps can use:\n" + "\n".join(
     f"- {t.name}: {t.description.splitlines()[0]}" for t in TOOLS
 )
@@ -125,7 +132,8 @@ def test_messages_render_with_tools_and_tool_results():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_constrained_plan_is_valid_from_random_weights(lm, seed):
-    plan = lm.with_structured_output(Plan).invoke(
+    constraints = plan_choices([t.name for t in TOOLS], CATALOG_DICT)
+    plan = lm.with_structured_output(Plan, **constraints).invoke(
         [
             SystemMessage("Plan the edit."),
             HumanMessage("Goal: make the ad eco-friendly.\n" + CATALOG + TOOL_LIST),
@@ -140,14 +148,19 @@ def test_constrained_plan_is_valid_from_random_weights(lm, seed):
     for step in plan.steps:
         assert step.serves and set(step.serves) <= set(ids)
         assert step.instruction
-        assert step.tool in ("recolor", "blur", "set_tone")  # a tool listed in the prompt
+        assert step.tool in ("recolor", "blur", "set_tone")  # a tool among the choices
     for item in plan.checklist:
         if item.check is not None and isinstance(item.check.region, str):
             assert item.check.region in {"r1", "r2", "whole", "background"}
 
 
 def test_constrained_verdict_judges_every_checklist_item(lm):
-    verdict = lm.with_structured_output(Verdict).invoke(
+    ids = ["c1", "c2", "c3"]
+    verdict = lm.with_structured_output(
+        Verdict,
+        choices={"checklist.*.id": lambda ctx: [ids[ctx.path[1]]]},
+        lengths={"checklist": (3, 3), "reasons": (1, None)},
+    ).invoke(
         "Judge the edit. Checklist:\nc1: the slogan mentions nature\nc2: the background is green\nc3: bottle kept"
     )
     assert isinstance(verdict, Verdict)
@@ -159,7 +172,7 @@ def test_constrained_verdict_judges_every_checklist_item(lm):
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_constrained_tool_call_is_valid_from_random_weights(lm, seed):
-    message = lm.bind_tools(TOOLS).invoke(
+    message = lm.bind_tools(TOOLS, choices=CHOICES).invoke(
         [HumanMessage(CATALOG + "Step s1: make the bottle green.")], temperature=1.5, seed=seed
     )
     assert message.content == ""
@@ -172,7 +185,7 @@ def test_constrained_tool_call_is_valid_from_random_weights(lm, seed):
 
 
 def test_tool_choice_picks_the_tool(lm):
-    message = lm.bind_tools(TOOLS, tool_choice="set_tone").invoke(CATALOG + "Warm it up.")
+    message = lm.bind_tools(TOOLS, tool_choice="set_tone", choices=CHOICES).invoke(CATALOG + "Warm it up.")
     assert message.tool_calls[0]["name"] == "set_tone"
     assert message.tool_calls[0]["args"]["mode"] in ("soft", "hard")
     assert isinstance(message.tool_calls[0]["args"]["warmth"], int | float)
@@ -216,7 +229,13 @@ def test_kv_cache_reuse_gives_the_same_answer():
     prompt = [HumanMessage(CATALOG + "Step s1: blur the slogan.")]
     warm.bind_tools(TOOLS).invoke([*prompt, HumanMessage("other step")])  # leaves a shared prefix behind
     again = warm.bind_tools(TOOLS).invoke(prompt)
-    assert again.tool_calls[0]["args"] == fresh.bind_tools(TOOLS).invoke(prompt).tool_calls[0]["args"]
+    assert again.usage_metadata["input_token_details"]["cache_read"] > 100  # the prefix was reused
+    expected = fresh.bind_tools(TOOLS).invoke(prompt)
+    assert expected.usage_metadata["input_token_details"]["cache_read"] == 0
+    assert again.tool_calls[0]["args"] == expected.tool_calls[0]["args"]
+    off = tiny_local_model(prefix_cache_size=0)
+    off.bind_tools(TOOLS).invoke(prompt)
+    assert off.bind_tools(TOOLS).invoke(prompt).usage_metadata["input_token_details"]["cache_read"] == 0
 
 
 class Coded(BaseModel):
@@ -246,7 +265,7 @@ def test_every_library_tool_gets_a_valid_constrained_call(lm):
     from pixplan.tools import TOOLS as LIBRARY
 
     for i, library_tool in enumerate(LIBRARY):
-        message = lm.bind_tools(LIBRARY, tool_choice=library_tool.name).invoke(
+        message = lm.bind_tools(LIBRARY, tool_choice=library_tool.name, choices=CHOICES).invoke(
             CATALOG + f"Step s1: use {library_tool.name}.", temperature=1.0, seed=i
         )
         (call,) = message.tool_calls
@@ -263,7 +282,8 @@ def test_tool_call_fills_every_argument_with_schema_valid_values(lm, seed):
 
     replace_background = next(t for t in LIBRARY if t.name == "replace_background")
     prompt = CATALOG + "Step s1: paint the background sage green."
-    message = lm.bind_tools([replace_background]).invoke(prompt, temperature=1.0, seed=seed)
+    bound = lm.bind_tools([replace_background], choices=CHOICES, hint_text="paint the background sage green")
+    message = bound.invoke(prompt, temperature=1.0, seed=seed)
     args = message.tool_calls[0]["args"]
     schema = replace_background.tool_call_schema.model_json_schema()
     properties = schema["properties"]
@@ -279,47 +299,156 @@ def test_tool_call_fills_every_argument_with_schema_valid_values(lm, seed):
     assert properties["scale"]["minimum"] <= args["scale"] <= properties["scale"]["maximum"]
     assert isinstance(args["seed"], int) and args["seed"] >= 0
     # Leaving optional arguments to the model stays possible (per call or per model): valid, required ones kept.
-    lean = lm.bind_tools([replace_background]).invoke(prompt, fill_optional_args=False, seed=seed)
+    lean = bound.invoke(prompt, fill_optional_args=False, seed=seed)
     replace_background.tool_call_schema.model_validate(lean.tool_calls[0]["args"])
     assert "image_id" in lean.tool_calls[0]["args"]
 
 
-def test_colour_choices_put_the_colours_the_step_names_first():
-    from pixplan.graph.local_model import BASE_COLOURS, ChoiceContext, colour_choices
+def test_colour_options_put_the_colours_the_step_names_first():
+    from pixplan.graph.local.choices import BASE_COLOURS, ChoiceContext, colour_options
 
-    prompt = (
-        "<|im_start|>system\nColours such as 'crimson'.<|im_end|>\n<|im_start|>user\n"
-        "Step s1: a forest green background with #2e8b57 stripes, then some tan.<|im_end|>\n"
-    )
-    options = colour_choices(ChoiceContext(prompt, None, ("color",)))
-    assert options[:4] == ["forestgreen", "#2e8b57", "tan", *BASE_COLOURS[:1]]
-    assert set(BASE_COLOURS) <= set(options)
+    options = colour_options("a forest green background with #2e8b57 stripes, then some tan.")
+    assert options(ChoiceContext({}, ("color",)))[:4] == ["forestgreen", "#2e8b57", "tan", BASE_COLOURS[0]]
+    assert set(BASE_COLOURS) <= set(options(ChoiceContext({}, ("color",))))
+    # a call's colours differ: the second colour argument does not take the first one's value
+    assert "forestgreen" not in options(ChoiceContext({"color": "forestgreen"}, ("second_color",)))
 
 
-def test_choices_follow_the_words_of_the_request(lm):
-    """Enum values, colours and regions the step names win over what a (here random) model prefers."""
-    from pixplan.graph.local_model import mention_score, region_aliases, request_words
+def test_choices_follow_the_words_of_the_request_when_hints_are_on(lm):
+    """Enum values, colours and regions the step names win over what a (here random) model prefers; with hints
+    off the model alone chooses, as if no words were given."""
+    from pixplan.graph.local.choices import hint_words, mention_score
     from pixplan.tools import TOOLS as LIBRARY
 
-    prompt = (
-        "<|im_start|>user\nStep s1: a forest green linear gradient behind the Summer Sale text.\n"
-        '- r1 (text): text "SUMMER SALE" box [0.1, 0.05, 0.9, 0.2]\n- r2 (object): main object\n'
-    )
-    words = request_words(prompt)
-    assert {"forestgreen", "gradient", "summer"} <= set(words) and "object" not in words  # no list lines
-    aliases = region_aliases(prompt)
-    assert aliases == {'"r1"': "text SUMMER SALE", '"r2"': "main object"}
+    words = hint_words("a forest green linear gradient behind the Summer Sale text.")
+    assert {"forestgreen", "gradient", "summer"} <= set(words)
     assert mention_score('"linear_gradient"', words) > mention_score('"radial_gradient"', words) > 0
     assert mention_score('"forestgreen"', words) > mention_score('"green"', words) >= 1
-    assert mention_score(aliases['"r1"'], words) >= 1 and mention_score(aliases['"r2"'], words) == 0.0
+    assert mention_score("text SUMMER SALE", words) >= 1 and mention_score("main object", words) == 0.0
     assert mention_score("0.5", words) == 0.0
-    blue_to_white = request_words("<|im_start|>user\nStep s1: a pale blue to white gradient.")
+    blue_to_white = hint_words("a pale blue to white gradient.")
     assert mention_score("blue", blue_to_white) > mention_score("white", blue_to_white) > 1
 
     by_name = {t.name: t for t in LIBRARY}
-    step = CATALOG + "Step s1: paint the background forest green with a radial gradient."
-    args = lm.bind_tools([by_name["replace_background"]]).invoke(step).tool_calls[0]["args"]
+    labels = {"r1": "text SUMMER SALE", "r2": "object bottle"}
+    step = "paint the background forest green with a radial gradient."
+    bound = lm.bind_tools([by_name["replace_background"]], choices=CHOICES, hint_text=step, labels=labels)
+    args = bound.invoke(CATALOG + "Step s1: " + step).tool_calls[0]["args"]
     assert (args["region"], args["fill"], args["color"]) == ("background", "radial_gradient", "forestgreen")
-    step = CATALOG + 'Step s1: recolour the "SUMMER SALE" slogan gold.'
-    args = lm.bind_tools([by_name["recolor"]]).invoke(step).tool_calls[0]["args"]
+    off = bound.invoke(CATALOG + "Step s1: " + step, hints=False).tool_calls[0]["args"]
+    unhinted = lm.bind_tools([by_name["replace_background"]], choices=CHOICES).invoke(
+        CATALOG + "Step s1: " + step
+    )
+    assert off == unhinted.tool_calls[0]["args"] != args
+    step = 'recolour the "SUMMER SALE" slogan gold.'
+    bound = lm.bind_tools([by_name["recolor"]], choices=CHOICES, hint_text=step, labels=labels)
+    args = bound.invoke(CATALOG + "Step s1: " + step).tool_calls[0]["args"]
     assert (args["region"], args["color"]) == ("r1", "gold")
+
+
+def test_a_retry_never_repeats_an_excluded_call(lm):
+    prompt = CATALOG + "Step s1: blur the slogan."
+    first = lm.bind_tools(TOOLS, choices=CHOICES).invoke(prompt).tool_calls[0]
+    rejected = [{"name": first["name"], "args": first["args"]}]
+    again = lm.bind_tools(TOOLS, choices=CHOICES, exclude=rejected).invoke(prompt).tool_calls[0]
+    assert (again["name"], again["args"].get("region")) != (first["name"], first["args"]["region"])
+    {t.name: t for t in TOOLS}[again["name"]].tool_call_schema.model_validate(again["args"])
+
+
+def test_no_system_message_gets_the_default_system_prompt_not_another_vendors():
+    prompt = render_prompt(tiny_tokenizer(), to_chat_messages([HumanMessage("hi")]))
+    assert prompt.startswith(f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>")
+    assert "Qwen" not in prompt and "Alibaba" not in prompt
+
+
+def test_prompt_lists_tools_compactly_and_the_decoder_keeps_the_full_schema():
+    from pixplan.tools import TOOLS as LIBRARY
+
+    tokenizer = tiny_tokenizer()
+    specs = [convert_to_openai_tool(t) for t in LIBRARY]
+    chat = to_chat_messages([HumanMessage("Step s1: blur r1.")])
+    compact = render_prompt(tokenizer, chat, specs)
+    full = tokenizer.apply_chat_template(chat, tools=specs, tokenize=False, add_generation_prompt=True)
+    assert len(tokenizer.encode(compact)) * 3 < len(tokenizer.encode(full))
+    for spec in specs:
+        assert f'"name": "{spec["function"]["name"]}"' in compact
+
+
+def test_max_tokens_stop_and_timeout_are_honoured(lm):
+    short = lm.invoke("Hello", max_tokens=3)
+    assert short.usage_metadata["output_tokens"] <= 4  # three tokens and the end of turn
+    text = lm.invoke("Hello", max_tokens=20).content
+    stop = text[3:6]
+    assert stop and lm.invoke("Hello", max_tokens=20, stop=[stop]).content == text[: text.index(stop)]
+    with pytest.raises(TimeoutError):
+        lm.invoke("Hello", max_tokens=50, timeout=0.0)
+
+
+def test_streaming_yields_pieces_and_usage_on_the_last_chunk(lm):
+    chunks = list(lm.stream("Hello", max_tokens=8))
+    assert len(chunks) > 2 and chunks[-1].chunk_position == "last"
+    assert chunks[-1].usage_metadata["output_tokens"] > 0
+    assert all(not c.usage_metadata for c in chunks[:-1])
+    assert "".join(c.content for c in chunks) == lm.invoke("Hello", max_tokens=8).content
+    call = list(lm.bind_tools(TOOLS, choices=CHOICES).stream(CATALOG + "blur r1"))
+    merged = call[0]
+    for chunk in call[1:]:
+        merged += chunk
+    assert merged.tool_calls and merged.tool_calls[0]["name"] in {t.name for t in TOOLS}
+
+
+def test_structured_output_takes_typeddicts_and_json_schema_dicts(lm):
+    from typing_extensions import TypedDict
+
+    class Pick(TypedDict):
+        """A choice."""
+
+        kind: Literal["a", "b"]
+        count: int
+
+    value = lm.with_structured_output(Pick).invoke("Pick.")
+    assert value["kind"] in ("a", "b") and isinstance(value["count"], int)
+    schema = {
+        "title": "Pick",
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+    }
+    assert isinstance(lm.with_structured_output(schema).invoke("Ok?")["ok"], bool)
+
+
+def test_cjk_bytes_are_allowed_inside_constrained_strings():
+    """Byte-level BPE writes a CJK character as several byte tokens that each decode to U+FFFD; they must be
+    allowed inside a string (they join into the character), and a string may not close between them."""
+    from pixplan.graph.local.decoding import Vocab
+
+    tokenizer = tiny_tokenizer()
+    vocab = Vocab(tokenizer, len(tokenizer))
+    pieces = tokenizer.encode("日本", add_special_tokens=False)
+    assert len(pieces) > 2 and all("\ufffd" in vocab.texts[i] for i in pieces)
+    assert all(vocab.safe[i] for i in pieces)
+    assert tokenizer.decode(pieces) == "日本"
+    parsed = parse_completion(tokenizer, format_completion("", [{"name": "t", "args": {"text": "日本の夏"}}]))
+    assert parsed["tool_calls"][0]["function"]["arguments"] == {"text": "日本の夏"}
+
+
+def test_the_local_package_reads_nothing_out_of_the_prompt():
+    """Choices are passed in (`bind_tools(..., choices=...)`), never parsed back out of the prompt's text."""
+    from pathlib import Path
+
+    import pixplan.graph.local as package
+
+    source = "\n".join(p.read_text() for p in Path(package.__file__).parent.glob("*.py"))
+    for marker in (
+        "<|im_start|>user",
+        "prompt_text",
+        "findall(ctx.prompt",
+        "r\\d+",
+        "c\\d+",
+        "- r",
+        "schema is Plan",
+    ):
+        assert marker not in source, marker
+    assert "re.compile" not in source.replace('re.compile(r"#[0-9a-fA-F]{6}\\b")', "").replace(
+        're.compile(r"\\b(colou?r)\\b", re.IGNORECASE)', ""
+    ).replace('re.compile(r"[a-z]+")', "")

@@ -15,7 +15,7 @@ from langchain_core.tools import tool
 from openai_stub import openai_stub
 from tiny_lm import tiny_causal_lm, tiny_tokenizer
 
-from pixplan.graph.local_model import LocalChatModel
+from pixplan.graph.local import LocalChatModel
 from pixplan.graph.models import DEFAULT_MODEL, load_chat_model, supports_images
 from pixplan.graph.schemas import Plan
 from pixplan.graph.usage import UsageMeter
@@ -65,9 +65,9 @@ def test_bad_specs_are_refused():
 def test_local_folder_loads_once_and_serves(tmp_path):
     tiny_causal_lm().save_pretrained(tmp_path / "tiny")
     tiny_tokenizer().save_pretrained(tmp_path / "tiny")
-    model = load_chat_model(f"local:{tmp_path / 'tiny'}", max_new_tokens=5)
+    model = load_chat_model(f"local:{tmp_path / 'tiny'}", max_tokens=5)
     assert isinstance(model, LocalChatModel) and model.model_name == "tiny"
-    assert load_chat_model(f"local:{tmp_path / 'tiny'}", max_new_tokens=5) is model
+    assert load_chat_model(f"local:{tmp_path / 'tiny'}", max_tokens=5) is model
     sampled = load_chat_model(f"local:{tmp_path / 'tiny'}", temperature=0.7)
     assert sampled.temperature == 0.7
     assert isinstance(model.invoke("hi").content, str)
@@ -76,7 +76,7 @@ def test_local_folder_loads_once_and_serves(tmp_path):
 
 def test_importing_pixplan_graph_models_loads_no_torch_or_sdk():
     code = (
-        "import sys; import pixplan.graph.models, pixplan.graph.local_model, pixplan.graph.llm_judge; "
+        "import sys; import pixplan.graph.models, pixplan.graph.local, pixplan.graph.llm_judge; "
         "heavy = [m for m in ('torch', 'transformers', 'trl', 'openai', 'anthropic') if m in sys.modules]; "
         "print(heavy); assert not heavy"
     )

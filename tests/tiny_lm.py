@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from pixplan.graph.local_model import LocalChatModel, prepare_tokenizer
+from pixplan.graph.local.chat_format import prepare_tokenizer
+from pixplan.graph.local.chat_model import LocalChatModel
 
 _CORPUS = [
     '<tool_call>\n{"name": "recolor", "arguments": {"image_id": "abc", "region": "r1", "color": "green"}}\n'
@@ -67,5 +68,5 @@ def tiny_local_model(seed: int = 0, **kwargs) -> LocalChatModel:
     """A LocalChatModel on random weights (short strings by default, to keep tests fast)."""
     kwargs.setdefault("max_string_chars", 40)
     kwargs.setdefault("max_array_items", 3)
-    kwargs.setdefault("max_new_tokens", 24)
+    kwargs.setdefault("max_tokens", 24)
     return LocalChatModel(model=tiny_causal_lm(seed), tokenizer=tiny_tokenizer(), model_name="tiny", **kwargs)

@@ -33,6 +33,7 @@ def _system(args: argparse.Namespace):
             )
             if value is not None
         }
+        settings["hints"] = args.hints  # always recorded: a figure says whether the model or the hint chose
         return partial(systems.llm, **settings), settings
     table = {
         "oracle": systems.oracle,
@@ -213,6 +214,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--planner", help="llm: planner model spec")
     parser.add_argument("--orchestrator", help="llm: orchestrator model spec")
     parser.add_argument("--graph-judge", help="llm: the graph's own judge ('metric' or a model spec)")
+    parser.add_argument(
+        "--no-hints",
+        dest="hints",
+        action="store_false",
+        help="llm: local models choose options by likelihood alone (default: prefer what the step names)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_eval)
     commands = parser.add_subparsers(dest="eval_command", metavar="{compare,table,report}")

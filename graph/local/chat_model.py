@@ -1,0 +1,486 @@
+"""`LocalChatModel`: a transformers causal LM as a LangChain chat model, with tool calls and structured output.
+
+Formats come from `chat_format` (TRL's template and parser), constrained values from `decoding`, choices and
+hints from `choices`, reused prompt prefixes from `prefix_cache`. torch and transformers load with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from pixplan.graph.local.chat_format import (
+    format_json,
+    parse_completion,
+    prepare_tokenizer,
+    render_prompt,
+    to_chat_messages,
+)
+from pixplan.graph.local.choices import Choices, Lengths, colour_arguments, colour_options, hint_words
+from pixplan.graph.local.decoding import ConstrainedDecoder, DecodeSettings, Vocab
+from pixplan.graph.local.json_schema import decodable
+from pixplan.graph.local.prefix_cache import PrefixCache
+
+
+@contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with `num_threads` torch threads (see `LocalChatModel.num_threads`), then restore them."""
+    import torch
+
+    if num_threads is None:
+        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
+        num_threads = 1 if busy else None
+    previous = torch.get_num_threads()
+    if num_threads is None or num_threads == previous:
+        yield
+        return
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def is_local_model(model: Any) -> bool:
+    return isinstance(model, LocalChatModel)
+
+
+class LocalChatModel(BaseChatModel):
+    """A transformers causal LM served as a chat model, with tool calling and schema-constrained outputs.
+
+    Greedy by default; ``temperature > 0`` samples (``seed`` makes it reproducible). Sampling, ``max_tokens``,
+    ``stop``, ``timeout`` and ``hints`` can also be given per call (``model.invoke(messages, temperature=0.8)``).
+    With tools bound (`bind_tools`), every answer is one constrained tool call unless ``tool_choice="none"``
+    (a 135M model never decides to call a tool by itself); with ``force_tool_calls=False`` and
+    ``tool_choice="auto"`` the model answers freely and tool calls are parsed from its text.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: Any = Field(exclude=True, description="A transformers causal LM (eval mode).")
+    tokenizer: Any = Field(exclude=True, description="Its tokenizer, with the qwen2_5 template set.")
+    model_name: str = "local"
+    temperature: float = 0.0
+    seed: int | None = None
+    max_tokens: int = Field(default=512, description="Most tokens of a free-text answer.")
+    stop: list[str] | None = Field(default=None, description="Free text ends before any of these strings.")
+    timeout: float | None = Field(default=None, description="Seconds a call may take; then TimeoutError.")
+    max_string_chars: int = 120
+    max_array_items: int = 5
+    max_retries: int = 2
+    force_tool_calls: bool = True
+    fill_optional_args: bool = Field(
+        default=True,
+        description="Constrained tool calls write every argument of the tool's schema, optional ones included, "
+        "each value chosen by the model; False leaves optional arguments to the model, which then (a 135M model) "
+        "omits them all and every default applies (a white background, no colour...). Also a per-call kwarg.",
+    )
+    hints: bool = Field(
+        default=True,
+        description="Among allowed options, prefer those the request's words name (`hint_text`: a colour, an "
+        "enum value, a region's label); False: the model's likelihood alone chooses. Also a per-call kwarg.",
+    )
+    prefix_cache_size: int = Field(
+        default=4, description="KV states of earlier prompts kept for prompts that start alike; 0: off."
+    )
+    num_threads: int | None = Field(
+        default=None,
+        description="torch CPU threads while generating; None: 1 when the machine is oversubscribed (1-minute load "
+        "average above the CPU count: OpenMP threads then wait on each other, measured 8x slower with 2 threads "
+        "than with 1 on a loaded 2-core machine), else torch's default.",
+    )
+    profile: dict[str, Any] | None = Field(
+        default_factory=lambda: {
+            "text_inputs": True,
+            "image_inputs": False,
+            "tool_calling": True,
+            "tool_choice": True,
+            "structured_output": True,
+            "open_weights": True,
+        }
+    )
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _vocab: Vocab | None = PrivateAttr(default=None)
+    _prefixes: PrefixCache | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> LocalChatModel:
+        """Load a causal LM and tokenizer from a folder (or an id already in the HF cache), on CPU, float32."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        # Local files only: an id that is not in the cache fails at once instead of retrying the hub for minutes.
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+        kwargs.setdefault("model_name", Path(str(path)).name)
+        return cls(model=model, tokenizer=tokenizer, **kwargs)
+
+    @property
+    def _llm_type(self) -> str:
+        return "pixplan-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "temperature": self.temperature, "seed": self.seed}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="pixplan-local",
+            ls_model_name=self.model_name,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def settings(self) -> dict[str, Any]:
+        """The decoding settings a figure depends on (for traces and eval summaries)."""
+        return {
+            "model_name": self.model_name,
+            "hints": self.hints,
+            "temperature": self.temperature,
+            "fill_optional_args": self.fill_optional_args,
+            "prefix_cache_size": self.prefix_cache_size,
+        }
+
+    def _get_vocab(self) -> Vocab:
+        if self._vocab is None:
+            self._vocab = Vocab(self.tokenizer, self.model.get_output_embeddings().weight.shape[0])
+        return self._vocab
+
+    def _prefix_cache(self) -> PrefixCache:
+        if self._prefixes is None:
+            self._prefixes = PrefixCache(self.prefix_cache_size)
+        return self._prefixes
+
+    def _decoder(
+        self, prompt: str, kwargs: dict[str, Any], choices: dict[str, Choices]
+    ) -> ConstrainedDecoder:
+        """A decoder on this prompt, starting from the cached KV state of its longest known prefix."""
+        import torch
+
+        seed = kwargs.get("seed", self.seed)
+        generator = torch.Generator()
+        generator.manual_seed(seed if seed is not None else int(time.time_ns() % 2**31))
+        timeout = kwargs.get("timeout", self.timeout)
+        settings = DecodeSettings(
+            temperature=kwargs.get("temperature", self.temperature) or 0.0,
+            max_string_chars=kwargs.get("max_string_chars", self.max_string_chars),
+            max_array_items=kwargs.get("max_array_items", self.max_array_items),
+            deadline=None if timeout is None else time.monotonic() + timeout,
+        )
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        reused, cache = self._prefix_cache().take(ids) if self.prefix_cache_size > 0 else (0, None)
+        return ConstrainedDecoder(
+            model=self.model,
+            tokenizer=self.tokenizer,
+            vocab=self._get_vocab(),
+            prompt_ids=ids,
+            settings=settings,
+            generator=generator,
+            choices=dict(choices),
+            lengths=kwargs.get("lengths") or {},
+            cache=cache,
+            reused=reused,
+        )
+
+    def _keep(self, decoder: ConstrainedDecoder) -> None:
+        if self.prefix_cache_size > 0 and decoder.cache is not None:
+            self._prefix_cache().put(decoder.prompt_ids, decoder.release())
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        message = AIMessage("")
+        for piece in self._run(messages, stop, kwargs):
+            if isinstance(piece, AIMessage):
+                message = piece
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Free text token by token; a tool call or structured answer as one chunk. Usage on the last chunk."""
+        streamed = False
+        for piece in self._run(messages, stop, kwargs):
+            if isinstance(piece, str):
+                streamed = True
+                if run_manager:
+                    run_manager.on_llm_new_token(piece)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                continue
+            chunk = AIMessageChunk(
+                content="" if streamed else piece.content,
+                tool_call_chunks=[
+                    {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                    for i, c in enumerate(piece.tool_calls)
+                ],
+                usage_metadata=piece.usage_metadata,
+                response_metadata=piece.response_metadata,
+                chunk_position="last",
+            )
+            yield ChatGenerationChunk(message=chunk)
+
+    def _run(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> Iterator[Any]:
+        """Text pieces as they are decoded (free text only), then the whole `AIMessage` with its usage."""
+        tools = kwargs.get("tools") or []
+        schema = kwargs.get("json_schema")
+        tool_choice = kwargs.get("tool_choice")
+        chat = to_chat_messages(messages)
+        if schema is not None:
+            chat = _with_format_instruction(chat, schema)
+        listed = tools if tools and tool_choice != "none" else None
+        prompt = render_prompt(self.tokenizer, chat, listed)
+        started = time.perf_counter()
+        with self._lock, _torch_threads(self.num_threads):
+            decoder = self._decoder(prompt, kwargs, kwargs.get("choices") or {})
+            try:
+                message = None
+                if schema is not None and decodable(schema):
+                    decoder.value(schema, schema.get("$defs", {}))
+                    decoder.force("<|im_end|>")
+                    message = AIMessage(self.tokenizer.decode(decoder.finish(), skip_special_tokens=True))
+                elif schema is None and tools and tool_choice != "none":
+                    names = _allowed_tools(tools, tool_choice)
+                    forced = tool_choice not in (None, "auto") or self.force_tool_calls
+                    by_name = {t["function"]["name"]: t for t in tools}
+                    if forced and all(
+                        decodable(by_name[n]["function"].get("parameters") or {}) for n in names
+                    ):
+                        decoder, message = self._tool_call(decoder, prompt, tools, names, kwargs)
+                if message is None:
+                    text = ""
+                    limit = kwargs.get("max_tokens", kwargs.get("max_new_tokens", self.max_tokens))
+                    for piece in decoder.iter_free_text(limit, stop or kwargs.get("stop") or self.stop or ()):
+                        text += piece
+                        yield piece
+                    decoder.force("<|im_end|>")
+                    parsed = parse_completion(self.tokenizer, decoder.finish(), decoder.prompt_ids, tools)
+                    if not parsed.get("tool_calls"):
+                        parsed = {"content": text}
+                    message = _message_from_parsed(parsed)
+            finally:
+                self._keep(decoder)
+        generated = len(decoder.generated)
+        message.usage_metadata = {
+            "input_tokens": len(decoder.prompt_ids),
+            "output_tokens": generated,
+            "total_tokens": len(decoder.prompt_ids) + generated,
+            "input_token_details": {"cache_read": decoder.reused},
+        }
+        message.response_metadata = {
+            "model_name": self.model_name,
+            "finish_reason": "stop",
+            "seconds": round(time.perf_counter() - started, 4),
+        }
+        yield message
+
+    def _tool_call(
+        self, decoder: ConstrainedDecoder, prompt: str, tools: list[dict], names: list[str], kwargs: dict
+    ) -> tuple[ConstrainedDecoder, AIMessage]:
+        """One tool call, decoded again with the rejected (tool, region) pairs banned if it repeats a call of
+        ``exclude`` (so a retry is a real second attempt)."""
+        exclude = list(kwargs.get("exclude") or ())
+        message = self._decode_call(decoder, tools, names, kwargs, banned={})
+        call = message.tool_calls[0]
+        if not any(_same_call(call, other) for other in exclude):
+            return decoder, message
+        banned: dict[str, set[str]] = {}
+        for other in exclude:
+            banned.setdefault(other["name"], set()).add(format_json(other.get("args", {}).get("region")))
+        self._keep(decoder)
+        decoder = self._decoder(prompt, kwargs, kwargs.get("choices") or {})
+        return decoder, self._decode_call(decoder, tools, names, kwargs, banned=banned)
+
+    def _decode_call(
+        self,
+        decoder: ConstrainedDecoder,
+        tools: list[dict],
+        names: list[str],
+        kwargs: dict,
+        banned: dict[str, set[str]],
+    ) -> AIMessage:
+        """The tool chosen by likelihood among `names`, then its arguments in schema order. With
+        `fill_optional_args` every argument is written (a small model left to choose ends the object at once,
+        and every default then applies); otherwise optional ones are the model's choice."""
+        by_name = {t["function"]["name"]: t["function"] for t in tools}
+        given = dict(kwargs.get("choices") or {})
+        regions = list(given.get("region") or [])
+        hint_text = kwargs.get("hint_text") or ""
+        if kwargs.get("hints", self.hints) and hint_text:
+            decoder.mentions = hint_words(hint_text)
+            decoder.labels = {format_json(k): v for k, v in (kwargs.get("labels") or {}).items()}
+
+        def open_regions(name: str) -> list[str]:
+            return [r for r in regions if format_json(r) not in banned.get(name, set())]
+
+        if banned:
+            names = [n for n in names if n not in banned or (regions and open_regions(n))] or names
+        decoder.force('<tool_call>\n{"name": ')
+        name = names[decoder.choose([format_json(n) for n in names])]
+        decoder.force(', "arguments": ')
+        parameters = by_name[name].get("parameters") or {"type": "object", "properties": {}}
+        colours = colour_options(hint_text)
+        decoder.choices = {**{key: colours for key in colour_arguments(parameters)}, **given}
+        if banned.get(name) and regions:
+            decoder.choices["region"] = open_regions(name) or regions
+        decoder.settings.include_optional = kwargs.get("fill_optional_args", self.fill_optional_args)
+        decoder.value(parameters, parameters.get("$defs", {}))
+        decoder.force("}\n</tool_call><|im_end|>")
+        ids = decoder.finish()
+        return _message_from_parsed(parse_completion(self.tokenizer, ids, decoder.prompt_ids, tools))
+
+    # -- LangChain interfaces -------------------------------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[Any],
+        *,
+        tool_choice: str | dict | bool | None = None,
+        choices: dict[str, Choices] | None = None,
+        hint_text: str | None = None,
+        labels: dict[str, str] | None = None,
+        exclude: Sequence[dict[str, Any]] = (),
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (LangChain tools, functions, pydantic models or OpenAI tool dicts).
+
+        ``tool_choice``: None/"auto" (a call, see the class doc), "any"/"required"/True (a call), "none" (text),
+        a tool name or ``{"type": "function", "function": {"name": ...}}`` (that tool). ``choices``: allowed
+        values by argument path (``{"region": ["r1", "whole"]}``). ``hint_text`` (the step) and ``labels``
+        (what each option is called: ``{"r2": "text Morning Brew"}``) feed the hints (`hints`). ``exclude``:
+        calls (``{"name", "args"}``) not to make again.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is True:
+            tool_choice = "any"
+        extra = {"hint_text": hint_text, "labels": dict(labels or {}), "exclude": list(exclude)}
+        return self.bind(
+            tools=formatted, tool_choice=tool_choice, choices=dict(choices or {}), **extra, **kwargs
+        )
+
+    def with_structured_output(
+        self,
+        schema: dict | type,
+        *,
+        include_raw: bool = False,
+        choices: dict[str, Choices] | None = None,
+        lengths: dict[str, Lengths] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """A runnable that answers with an instance of `schema` (a pydantic model, a TypedDict or a JSON schema).
+
+        The JSON is constrained to the schema, so it always parses; what pydantic still rejects (custom
+        validators, or schemas the decoder falls back on) is re-asked with the error, `max_retries` times.
+        ``include_raw=True`` returns ``{"raw", "parsed", "parsing_error"}``. ``choices`` and ``lengths`` constrain
+        values and array lengths by path (``"steps.*.tool"``, ``"steps.*.serves"``). ``method`` is accepted
+        and ignored (there is one method: constrained decoding).
+        """
+        kwargs.pop("method", None)
+        kwargs.pop("strict", None)
+        if kwargs:
+            raise ValueError(f"unknown arguments {sorted(kwargs)}")
+        is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
+        json_schema = schema.model_json_schema() if is_model else convert_to_json_schema(schema)
+        bound = self.bind(
+            json_schema=json_schema,
+            choices=dict(choices or {}),
+            lengths=dict(lengths or {}),
+            ls_structured_output_format={"schema": json_schema, "kwargs": {"method": "json_schema"}},
+        )
+
+        def parse(message: AIMessage) -> Any:
+            data = json.loads(message.content) if isinstance(message.content, str) else message.content
+            return schema.model_validate(data) if is_model else data
+
+        def run(messages: LanguageModelInput, config: Any = None, **call_kwargs: Any) -> Any:
+            history = list(self._convert_input(messages).to_messages())
+            raw, error = None, None
+            for _ in range(self.max_retries + 1):
+                raw = bound.invoke(history, config, **call_kwargs)
+                try:
+                    parsed = parse(raw)
+                except (ValueError, ValidationError) as exc:
+                    error = exc
+                    history += [
+                        raw,
+                        HumanMessage(f"That answer was invalid: {exc}. Answer again with valid JSON."),
+                    ]
+                    continue
+                return {"raw": raw, "parsed": parsed, "parsing_error": None} if include_raw else parsed
+            if include_raw:
+                return {"raw": raw, "parsed": None, "parsing_error": error}
+            raise OutputParserException(f"no valid {json_schema.get('title', 'output')}: {error}")
+
+        return RunnableLambda(run, name=f"{self.model_name}.structured")
+
+
+def _with_format_instruction(chat: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tell the model what JSON to write (briefly: the decoder enforces the structure)."""
+    lines = [
+        f"Answer with one JSON object: {schema.get('title', 'the answer')}. {schema.get('description', '')}"
+    ]
+    for key, sub in schema.get("properties", {}).items():
+        if "description" in sub:
+            lines.append(f"- {key}: {sub['description']}")
+    note = "\n".join(lines).strip()
+    return [{"role": "system", "content": chat[0]["content"] + "\n\n" + note}, *chat[1:]]
+
+
+def _allowed_tools(tools: list[dict], tool_choice: Any) -> list[str]:
+    names = [t["function"]["name"] for t in tools]
+    if isinstance(tool_choice, dict):
+        tool_choice = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
+    if isinstance(tool_choice, str) and tool_choice in names:
+        return [tool_choice]
+    return names
+
+
+def _same_call(call: dict[str, Any], other: dict[str, Any]) -> bool:
+    return call["name"] == other["name"] and json.dumps(call["args"], sort_keys=True) == json.dumps(
+        other.get("args", {}), sort_keys=True
+    )
+
+
+def _message_from_parsed(parsed: dict[str, Any]) -> AIMessage:
+    calls = []
+    for i, call in enumerate(parsed.get("tool_calls") or []):
+        function = call.get("function", call)
+        args = function.get("arguments") or {}
+        if isinstance(args, str):
+            args = json.loads(args)
+        calls.append(
+            {
+                "name": function["name"],
+                "args": args,
+                "id": f"call_{i}_{time.time_ns():x}",
+                "type": "tool_call",
+            }
+        )
+    return AIMessage(content=parsed.get("content") or "", tool_calls=calls)
