@@ -40,6 +40,7 @@ class ScriptedChatModel(FakeMessagesListChatModel):
     error: str | None = None  # raise RuntimeError(error) instead of answering
     seen: list[list[BaseMessage]] = Field(default_factory=list)
     bound_tools: list[str] = Field(default_factory=list)
+    bound_schemas: list[dict] = Field(default_factory=list)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(list(messages))
@@ -53,7 +54,10 @@ class ScriptedChatModel(FakeMessagesListChatModel):
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
-        self.bound_tools = [getattr(tool, "name", str(tool)) for tool in tools]
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        self.bound_schemas = [convert_to_openai_tool(tool)["function"] for tool in tools]
+        self.bound_tools = [schema["name"] for schema in self.bound_schemas]
         return self
 
     def with_structured_output(

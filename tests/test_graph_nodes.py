@@ -253,6 +253,8 @@ def test_orchestrate_sees_step_catalog_image_and_feedback(store):
     assert call["args"]["image_id"] == state["current"]["id"] and call["name"] == "replace_background"
     assert [e["event"] for e in events] == ["retried", "tool_chosen"]
     assert orchestrator.bound_tools == [tool.name for tool in TOOLS]
+    # image_id is the graph's to fill in: no model is asked for it
+    assert all("image_id" not in schema["parameters"]["properties"] for schema in orchestrator.bound_schemas)
 
 
 def test_orchestrate_reasks_a_model_that_calls_no_tool(store):
@@ -474,3 +476,35 @@ def test_routers_raise_on_a_state_no_node_leaves():
         route_after_orchestrate({"messages": [HumanMessage("the task")]})
     with pytest.raises(RuntimeError, match="judge_final must set the status"):
         route_after_judge_final({"status": "running", "plan_version": 1, "limits": {"max_replans": 1}})
+def test_local_orchestrator_gets_catalog_choices_and_never_repeats_a_rejected_call(store):
+    """A local model decodes regions among the catalog's ids and, on a retry, excludes the rejected call."""
+    from tiny_lm import tiny_local_model
+
+    from pixplan.tools.perception import build_catalog
+
+    state = base_state(store)
+    catalog = build_catalog(store, state["original"]["id"])
+    region_ids = {entry["id"] for entry in catalog["regions"]}
+    nodes = EditNodes(orchestrator=tiny_local_model(), tools=TOOLS)
+    first = nodes.orchestrate(state, runtime(store))["messages"][-1].tool_calls[0]
+    assert first["args"]["region"] in region_ids
+    assert first["args"]["image_id"] == state["current"]["id"]  # filled in by the graph
+    rejected = {
+        **attempt(0, accepted=False),
+        "step_id": "s1",
+        "attempt": 1,
+        "instruction": "x",
+        "before": state["current"]["id"],
+        "tool": first["name"],
+        "args": {k: v for k, v in first["args"].items() if k != "image_id"},
+        "image": None,
+        "tool_errors": [],
+        "verdict": {"reasons": ["no"], "fix_instructions": ""},
+        "score": 0.1,
+        "failure": None,
+        "passed": False,
+    }
+    retry = nodes.orchestrate(base_state(store, attempts=[rejected]), runtime(store))["messages"]
+    call = retry[-1].tool_calls[0]
+    assert len(retry) == 2  # the task and one call: no refused repeat
+    assert (call["name"], call["args"]["region"]) != (first["name"], first["args"]["region"])

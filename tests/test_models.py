@@ -17,6 +17,7 @@ from tiny_lm import tiny_causal_lm, tiny_tokenizer
 
 from pixplan.graph.local import LocalChatModel
 from pixplan.graph.models import DEFAULT_MODEL, load_chat_model, supports_images
+from pixplan.graph.nodes import plan_choices
 from pixplan.graph.schemas import Plan
 from pixplan.graph.usage import UsageMeter
 
@@ -148,12 +149,15 @@ def test_smollm2_default_plans_and_calls_tools():
         "Image 0123456789abcdef01234567 (768x768). Region catalog:\n"
         'r1 text "SUMMER SALE" [0.1, 0.05, 0.9, 0.2]\nr2 object "bottle" [0.3, 0.3, 0.7, 0.9]\n'
     )
-    plan = model.with_structured_output(Plan).invoke(
+    regions = {"regions": [{"id": r} for r in ("r1", "r2", "whole", "background")]}
+    constraints = plan_choices(["recolor", "replace_text"], regions)  # what the plan node passes
+    plan = model.with_structured_output(Plan, **constraints).invoke(
         [SystemMessage("You plan image edits."), HumanMessage("Goal: make this ad eco-friendly.\n" + catalog)]
     )
     assert isinstance(plan, Plan) and plan.steps and plan.checklist
     assert all(set(step.serves) <= {item.id for item in plan.checklist} for step in plan.steps)
-    message = model.bind_tools([recolor, replace_text]).invoke(
+    choices = {"region": ["r1", "r2", "whole", "background"], "image_id": ["0123456789abcdef01234567"]}
+    message = model.bind_tools([recolor, replace_text], choices=choices).invoke(
         [HumanMessage(catalog + 'Step s1: replace the slogan text in r1 with "GO GREEN".')]
     )
     (call,) = message.tool_calls
