@@ -142,7 +142,7 @@ class LocalChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider="pixplan-local",
-            ls_model_name=self.model_name,
+            ls_model_name=kwargs["model"] if isinstance(kwargs.get("model"), str) else self.model_name,
             ls_model_type="chat",
             ls_temperature=kwargs.get("temperature", self.temperature),
             ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
@@ -406,18 +406,30 @@ class LocalChatModel(BaseChatModel):
         kwargs.pop("strict", None)
         if kwargs:
             raise ValueError(f"unknown arguments {sorted(kwargs)}")
+        from pydantic.v1 import BaseModel as BaseModelV1
+
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
-        json_schema = schema.model_json_schema() if is_model else convert_to_json_schema(schema)
+        is_v1 = isinstance(schema, type) and issubclass(schema, BaseModelV1)
+        json_schema = (
+            schema.model_json_schema()
+            if is_model
+            else schema.schema()
+            if is_v1
+            else convert_to_json_schema(schema)
+        )
         bound = self.bind(
             json_schema=json_schema,
             choices=dict(choices or {}),
             lengths=dict(lengths or {}),
-            ls_structured_output_format={"schema": json_schema, "kwargs": {"method": "json_schema"}},
+            ls_structured_output_format={
+                "schema": convert_to_json_schema(schema),
+                "kwargs": {"method": "json_schema"},
+            },
         )
 
         def parse(message: AIMessage) -> Any:
             data = json.loads(message.content) if isinstance(message.content, str) else message.content
-            return schema.model_validate(data) if is_model else data
+            return schema.model_validate(data) if is_model else schema.parse_obj(data) if is_v1 else data
 
         def run(messages: LanguageModelInput, config: Any = None, **call_kwargs: Any) -> Any:
             history = list(self._convert_input(messages).to_messages())
