@@ -96,6 +96,11 @@ class LocalChatModel(BaseChatModel):
         description="Among allowed options, prefer those the request's words name (`hint_text`: a colour, an "
         "enum value, a region's label); False: the model's likelihood alone chooses. Also a per-call kwarg.",
     )
+    grammar_engine: bool = Field(
+        default=True,
+        description="Token masks of free strings from xgrammar (`grammar.py`); False: pixplan's own masks "
+        "(kept to measure agreement; they drop nothing but cannot close a string on a byte piece either).",
+    )
     prefix_cache_size: int = Field(
         default=4, description="KV states of earlier prompts kept for prompts that start alike; 0: off."
     )
@@ -119,6 +124,7 @@ class LocalChatModel(BaseChatModel):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _vocab: Vocab | None = PrivateAttr(default=None)
     _prefixes: PrefixCache | None = PrivateAttr(default=None)
+    _grammars: Any = PrivateAttr(default=None)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> LocalChatModel:
@@ -166,6 +172,16 @@ class LocalChatModel(BaseChatModel):
             self._vocab = Vocab(self.tokenizer, self.model.get_output_embeddings().weight.shape[0])
         return self._vocab
 
+    def _get_grammars(self) -> Any:
+        if not self.grammar_engine:
+            return None
+        if self._grammars is None:
+            from pixplan.graph.local.grammar import Grammars
+
+            vocab = self._get_vocab()
+            self._grammars = Grammars(self.tokenizer, len(vocab.texts), vocab.stop_ids)
+        return self._grammars
+
     def _prefix_cache(self) -> PrefixCache:
         if self._prefixes is None:
             self._prefixes = PrefixCache(self.prefix_cache_size)
@@ -193,6 +209,7 @@ class LocalChatModel(BaseChatModel):
             model=self.model,
             tokenizer=self.tokenizer,
             vocab=self._get_vocab(),
+            grammars=self._get_grammars(),
             prompt_ids=ids,
             settings=settings,
             generator=generator,

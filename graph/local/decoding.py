@@ -66,6 +66,7 @@ class Vocab:
             if all(c in "0123456789.-" for c in text):
                 numeric[i] = True
         self.safe, self.closing, self.numeric = safe, closing, numeric
+        self.safe_or_closing = safe | closing
         self.stop_ids = sorted(
             {
                 i
@@ -107,6 +108,7 @@ class ConstrainedDecoder:
     lengths: dict[str, Lengths] = field(default_factory=dict)
     cache: Any = None  # a KV cache holding prompt_ids[:reused] (from a PrefixCache), or None
     reused: int = 0
+    grammars: Any = None  # a `Grammars` for token masks of free values (None: pixplan's own masks)
     mentions: dict[str, int] = field(default_factory=dict)  # hint words steering choices (`mention_score`)
     labels: dict[str, str] = field(default_factory=dict)  # option (JSON) -> the words it is hinted by
 
@@ -272,11 +274,43 @@ class ConstrainedDecoder:
     def free_string(self, *, min_chars: int = 1, max_chars: int | None = None) -> str:
         """A JSON string's characters after its opening quote, up to and including the closing quote.
 
-        Text is decoded from all its ids at once, so byte pieces of one character join up; the string may close
-        only on a whole character.
+        The tokens allowed at each step are those of an xgrammar matcher of the string (`Grammars`); the text is
+        decoded from all its ids at once, so byte pieces of one character join up. The model choosing to stop
+        closes the string (on a whole character, once `min_chars` are written).
         """
         max_chars = self.settings.max_string_chars if max_chars is None else max_chars
         self._flush()
+        if self.grammars is None:
+            return self._free_string_by_hand(min_chars=min_chars, max_chars=max_chars)
+        matcher = self.grammars.matcher({"type": "string", "minLength": min_chars, "maxLength": max_chars})
+        matcher.accept_string('"')
+        ids: list[int] = []
+        text = ""
+        while True:
+            whole = not text.endswith(_REPLACEMENT)
+            if len(text) >= max_chars and whole:
+                self.force('"')
+                return text
+            mask = self.grammars.allowed(matcher) & self.vocab.safe_or_closing
+            mask[self.vocab.stop_ids] = len(text) >= min_chars and whole
+            mask = self._ban_repeats(mask, ids)
+            if not mask.any():
+                self.force('"')
+                return text
+            token = self._sample_masked(mask)
+            if token in self.vocab.stop_ids:
+                self.force('"')
+                return text
+            matcher.accept_token(token)
+            full = self.tokenizer.decode([*ids, token])
+            if matcher.is_completed():  # the token closed the string: write it with what follows
+                self.force(full[len(text) :])
+                return full[: full.rindex('"')]
+            self._step(token)
+            ids.append(token)
+            text = full
+
+    def _free_string_by_hand(self, *, min_chars: int, max_chars: int) -> str:
         ids: list[int] = []
         text = ""
         while True:
