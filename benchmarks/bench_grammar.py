@@ -60,7 +60,17 @@ def engines(tokenizer, vocab_size: int) -> dict:
         out["llguidance"] = _row(compiled, start, ids, ok)
     except Exception as error:
         out["llguidance"] = {"error": repr(error)[:200]}
-    try:
+    out["outlines_core"] = _outlines_core(tokenizer, schema, ids)
+    return out
+
+
+def _outlines_core(tokenizer, schema: dict, ids: list[int], limit_s: float = 60.0) -> dict:
+    """outlines-core in a child process: its index of a bounded string can take minutes to build."""
+    import multiprocessing
+
+    queue = multiprocessing.get_context("fork").Queue()
+
+    def work() -> None:
         from outlines_core import Guide, Index, Vocabulary
         from outlines_core.json_schema import build_regex_from_schema
 
@@ -76,10 +86,15 @@ def engines(tokenizer, vocab_size: int) -> dict:
         for token in ids:
             ok &= token in guide.get_tokens()
             guide.advance(token)
-        out["outlines_core"] = _row(compiled, start, ids, ok)
-    except Exception as error:
-        out["outlines_core"] = {"error": repr(error)[:200]}
-    return out
+        queue.put(_row(compiled, start, ids, ok))
+
+    child = multiprocessing.get_context("fork").Process(target=work)
+    child.start()
+    child.join(limit_s)
+    if child.is_alive():
+        child.kill()
+        return {"error": f"the index of {json.dumps(schema)} was not built within {limit_s:g} s"}
+    return queue.get() if not queue.empty() else {"error": f"exit code {child.exitcode}"}
 
 
 def _row(compiled: float, start: float, ids: list[int], ok: bool) -> dict:
