@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_grammar.py            # the tiny test model and SmolLM2's tokenizer
     .venv/bin/python benchmarks/bench_grammar.py --no-smollm2
+    .venv/bin/python benchmarks/bench_grammar.py --suite-only
 
 1. Per engine and tokenizer: seconds to compile a string schema, and milliseconds per token mask while walking
    a string with CJK text (whether every byte piece of it is allowed).
@@ -155,17 +156,25 @@ def suite() -> dict:
         f"{sum(outputs['xgrammar'][i] == outputs['own_masks'][i] for i in greedy)}/{len(greedy)}"
     )
     results["differences"] = [
-        {"case": f"{cases[i][0]}:{getattr(cases[i][1], 'name', cases[i][1].__name__)}:{cases[i][2]}"}
+        {"case": f"{cases[i][0]}:{_name(cases[i][1])}:{cases[i][2]}"}
         for i in range(len(cases))
         if outputs["xgrammar"][i] != outputs["own_masks"][i]
     ][:8]
     return results
 
 
+def _name(target) -> str:
+    return target.name if hasattr(target, "name") else target.__name__
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-smollm2", action="store_true", help="skip SmolLM2's tokenizer")
+    parser.add_argument("--suite-only", action="store_true", help="only part 2 (the suite's schemas)")
     args = parser.parse_args()
+    if args.suite_only:
+        print(json.dumps({"suite_tiny_model": suite()}, indent=1, ensure_ascii=False))
+        return
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_lm import tiny_tokenizer
 
