@@ -2,6 +2,8 @@
 
 Formats come from `chat_format` (TRL's template and parser), constrained values from `decoding`, choices and
 hints from `choices`, reused prompt prefixes from `prefix_cache`. torch and transformers load with the weights.
+About 510 lines: the LangChain chat-model contract (generate, stream, bind_tools, with_structured_output) in one
+class.
 """
 
 from __future__ import annotations

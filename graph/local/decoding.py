@@ -14,6 +14,8 @@ the model choose only where the schema leaves a choice:
   by digit; arrays get a model-chosen length between the schema's bounds and a cap.
 
 Only new tokens are forwarded. torch is imported when a decoder is built, not when this module is imported.
+About 560 lines: one decoder that walks a schema, kept whole so it reads top to bottom; pixplan's own string
+masks stay beside xgrammar's (``grammar_engine=False``) to measure agreement.
 """
 
 from __future__ import annotations
