@@ -10,7 +10,7 @@ import pytest
 from graph_fakes import ScriptedChatModel, plan_message
 from tiny_lm import tiny_tokenizer
 
-from pixplan.graph.local_model import format_completion
+from pixplan.graph.local.chat_format import format_completion
 from pixplan.graph.metric_judge import MetricJudge, evaluate_checklist
 from pixplan.graph.models import model_id
 from pixplan.graph.schemas import JudgeFailure

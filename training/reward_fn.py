@@ -129,7 +129,7 @@ class TableReward:
                 raise ValueError(
                     "text completions need a tokenizer to parse them: TableReward(tokenizer=...)"
                 )
-            from pixplan.graph.local_model import parse_completion
+            from pixplan.graph.local.chat_format import parse_completion
 
             completion = [parse_completion(self.tokenizer, completion)]
         for message in completion:
