@@ -77,7 +77,7 @@ def plan_choices(tool_names: Sequence[str], catalog: RegionCatalog | None) -> di
     }
 
 
-def _tool_spec(tool: BaseTool) -> dict[str, Any]:
+def tool_spec(tool: BaseTool) -> dict[str, Any]:
     """A tool's schema as the model sees it: without ``image_id``, which the graph fills in (`_one_call`)."""
     spec = convert_to_openai_tool(tool)
     parameters = spec["function"]["parameters"]
@@ -85,6 +85,29 @@ def _tool_spec(tool: BaseTool) -> dict[str, Any]:
     if "required" in parameters:
         parameters["required"] = [key for key in parameters["required"] if key != "image_id"]
     return spec
+
+
+def step_message(
+    plan: Plan, index: int, current: dict[str, Any], catalog_text: str, earlier: Sequence[Attempt] = ()
+) -> HumanMessage:
+    """The orchestrator's request to execute step `index` of `plan` on image `current` (after its system
+    prompt, `prompts.ORCHESTRATOR_SYSTEM`). Training renders its examples with it, so what is trained is served."""
+    step = plan.steps[index]
+    served = [item for item in plan.checklist if item.id in step.serves]
+    feedback = prompts.RETRY_FEEDBACK.format(attempts=prompts.format_attempt_feedback(list(earlier)))
+    return HumanMessage(
+        prompts.ORCHESTRATOR_TASK.format(
+            step_id=step.id,
+            instruction=step.instruction,
+            serves="; ".join(f"{item.id}: {item.text}" for item in served) or "-",
+            tool=f"Suggested tool: {step.tool}\n" if step.tool else "",
+            image_id=current["id"],
+            width=current["width"],
+            height=current["height"],
+            catalog=catalog_text,
+            feedback=feedback if earlier else "",
+        )
+    )
 
 
 def is_transient(error: BaseException) -> bool:
@@ -330,23 +353,7 @@ class EditNodes:
             index = next_step_index(state)
             step = plan.steps[index]
             earlier = step_attempts(state, index)
-            feedback = prompts.RETRY_FEEDBACK.format(attempts=prompts.format_attempt_feedback(earlier))
-            served = [item for item in plan.checklist if item.id in step.serves]
-            new.append(
-                HumanMessage(
-                    prompts.ORCHESTRATOR_TASK.format(
-                        step_id=step.id,
-                        instruction=step.instruction,
-                        serves="; ".join(f"{item.id}: {item.text}" for item in served) or "-",
-                        tool=f"Suggested tool: {step.tool}\n" if step.tool else "",
-                        image_id=current["id"],
-                        width=current["width"],
-                        height=current["height"],
-                        catalog=state["catalog_text"],
-                        feedback=feedback if earlier else "",
-                    )
-                )
-            )
+            new.append(step_message(plan, index, current, state["catalog_text"], earlier))
             event = "retried" if earlier else "step_started"
             runtime.stream_writer(
                 {
@@ -363,7 +370,7 @@ class EditNodes:
             index = state["step_index"]
         model = self._model("orchestrator", context)
         store = context.store
-        specs = [_tool_spec(tool) for tool in self.tools]
+        specs = [tool_spec(tool) for tool in self.tools]
         if _takes_choices(model):  # known regions, the step's words as hints, the rejected calls excluded
             regions = (load_catalog(store, state["original"]["id"]) or {"regions": []})["regions"]
             rejected = [a for a in step_attempts(state, index) if not a["accepted"] and a["tool"]]
@@ -381,11 +388,7 @@ class EditNodes:
         usage: dict[str, RoleUsage] = {}
         with metered("orchestrator", usage, full_prompts=context.trace_prompts):
             for ask in range(context.max_tool_errors):
-                conversation: list[BaseMessage] = [
-                    SystemMessage(prompts.ORCHESTRATOR_SYSTEM),
-                    *history,
-                    *new,
-                ]
+                conversation: list[BaseMessage] = [SystemMessage(prompts.ORCHESTRATOR_SYSTEM), *history, *new]
                 if self._images_for(model, context):
                     conversation = _with_image(conversation, store, current["id"])
                 response = bound.invoke(conversation)

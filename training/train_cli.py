@@ -1,10 +1,12 @@
-"""`pixplan train collect|exact`: reward tables and their exactness check, as TRL-style entry points.
+"""`pixplan train collect|exact|sft|dpo`: reward tables, their exactness check and orchestrator training, as
+TRL-style entry points.
 
 Each job's settings are a config dataclass whose fields carry `metadata={"help": ...}`, parsed by TRL's
 `TrlParser`: a YAML file through `--config` (see `training/configs/`), then command-line flags over it.
 
     pixplan train collect --config training/configs/collect.yaml --per_family 3
     pixplan train exact --config training/configs/exact.yaml
+    pixplan train sft --config training/configs/sft.yaml      (training/train_orchestrator.py)
 """
 
 from __future__ import annotations
@@ -122,17 +124,21 @@ def run_exact(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from pixplan.training import train_orchestrator
+
     parser = subparsers.add_parser(
         "train",
-        help="learning: reward tables (collect) and their exactness check (exact)",
+        help="learning: reward tables (collect), their exactness check (exact), orchestrator training (sft, dpo)",
         description="Learning jobs. Each takes --config FILE.yaml and flags (`pixplan train JOB --help`).",
     )
-    jobs = parser.add_subparsers(dest="train_command", required=True, metavar="{collect,exact}")
-    for name, func, config_class in (
-        ("collect", run_collect, CollectConfig),
-        ("exact", run_exact, ExactConfig),
+    jobs = parser.add_subparsers(dest="train_command", required=True, metavar="{collect,exact,sft,dpo}")
+    for name, func, help_text in (
+        ("collect", run_collect, CollectConfig.__doc__),
+        ("exact", run_exact, ExactConfig.__doc__),
+        ("sft", train_orchestrator.run_sft, "SFT of the orchestrator (LoRA) on each step's best action."),
+        ("dpo", train_orchestrator.run_dpo, "DPO of the orchestrator (LoRA) on best versus worse actions."),
     ):
         # Every flag after the job belongs to TrlParser: this parser takes no options of its own.
-        job = jobs.add_parser(name, help=config_class.__doc__.strip(), add_help=False, prefix_chars="+")
+        job = jobs.add_parser(name, help=help_text.strip(), add_help=False, prefix_chars="+")
         job.add_argument("rest", nargs="*", help="--config FILE and the config's flags")
         job.set_defaults(func=func)
