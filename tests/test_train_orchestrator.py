@@ -62,7 +62,11 @@ def configs(job, table_dir, tiny_dir, out, **overrides):
         **overrides,
     )
     model = ModelConfig(
-        model_name_or_path=str(tiny_dir), use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"]
+        model_name_or_path=str(tiny_dir),
+        use_peft=True,
+        lora_r=4,
+        lora_alpha=8,
+        lora_target_modules=["q_proj", "v_proj"],
     )
     return OrchestratorData(table=str(table_dir), split="all"), training, model
 
@@ -98,7 +102,9 @@ def test_training_prompt_is_what_the_orchestrate_node_serves(table_dir):
     assert served == [tuple(tokenizer.encode(rendered, add_special_tokens=False))]
     assert "Step s1:" in rendered and '"name": "replace_text"' in rendered
     # The completion is the best action of the step, parsed back by the served parser as that call.
-    best = max((row for row in table if row["step_id"] == "s1" and row["error"] is None), key=lambda r: r["reward"])
+    best = max(
+        (row for row in table if row["step_id"] == "s1" and row["error"] is None), key=lambda r: r["reward"]
+    )
     call = parse_completion(tokenizer, example["completion"])["tool_calls"][0]["function"]
     assert call["name"] == best["tool"] == "replace_background"
     assert call["arguments"] == {"region": json.loads(best["region"]), **json.loads(best["args"])}
@@ -133,8 +139,10 @@ def test_trainer_runs_two_steps_and_trains_every_lora_parameter(job, table_dir, 
     assert trained and all("lora_" in name for name in trained)
     trainer.train()
     assert trainer.state.global_step == 2
-    changed = {name: not torch.equal(before, dict(trainer.model.named_parameters())[name]) for name, before in
-               trained.items()}
+    changed = {
+        name: not torch.equal(before, dict(trainer.model.named_parameters())[name])
+        for name, before in trained.items()
+    }
     assert all(changed.values()), [name for name, moved in changed.items() if not moved]
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 2 and all(loss == loss for loss in losses)  # logged, not NaN
@@ -159,9 +167,23 @@ def test_adapter_saves_and_loads_back_onto_the_base_model(table_dir, tiny_dir, t
 
 def test_cli_trains_from_yaml_and_rejects_bad_settings(table_dir, tiny_dir, tmp_path, capsys):
     out = tmp_path / "dpo"
-    flags = ["--table", str(table_dir), "--split", "all", "--model_name_or_path", str(tiny_dir),
-             "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "2",
-             "--lora_target_modules", "q_proj", "v_proj"]
+    flags = [
+        "--table",
+        str(table_dir),
+        "--split",
+        "all",
+        "--model_name_or_path",
+        str(tiny_dir),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "2",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+    ]
     assert main(["train", "dpo", "--config", "training/configs/dpo.yaml", *flags]) == 0
     assert (out / "adapter_model.safetensors").exists() and "loss" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="over max_length=32"):

@@ -112,11 +112,12 @@ def sft_examples(
     """One example per step whose best action earns more than `min_reward`: that action as the completion."""
     from datasets import Dataset
 
+    groups = step_groups(table_dir, split)
     specs = served_tools(tools)
     by_name = {spec["function"]["name"]: spec for spec in specs}
     builder, tools_json = PromptBuilder(table_dir), json.dumps(specs)
     rows = []
-    for key, group in step_groups(table_dir, split).items():
+    for key, group in groups.items():
         best = group[0]
         if best["reward"] > min_reward:
             completion = format_completion(tool_calls=[call_of(best, by_name)])
@@ -138,11 +139,12 @@ def dpo_examples(
     `min_margin`), picked evenly from the worst to the nearly best, so the model sees both kinds of mistake."""
     from datasets import Dataset
 
+    groups = step_groups(table_dir, split)
     specs = served_tools(tools)
     by_name = {spec["function"]["name"]: spec for spec in specs}
     builder, tools_json = PromptBuilder(table_dir), json.dumps(specs)
     rows = []
-    for key, group in step_groups(table_dir, split).items():
+    for key, group in groups.items():
         best = group[0]
         worse = [row for row in group if row["reward"] < best["reward"] - min_margin][::-1]  # worst first
         if not worse:

@@ -32,13 +32,18 @@ class OrchestratorData:
     """Which reward table trains the orchestrator, and which of its examples."""
 
     table: str = field(default="runs/rewards", metadata={"help": "Folder of a collected reward table."})
-    split: str = field(default="train", metadata={"help": "Tasks of this split only: train, val, test or all."})
+    split: str = field(
+        default="train", metadata={"help": "Tasks of this split only: train, val, test or all."}
+    )
     min_reward: float = field(
         default=0.0, metadata={"help": "SFT: only steps whose best action earns more than this."}
     )
-    pairs_per_step: int = field(default=2, metadata={"help": "DPO: pairs of best versus worse actions per step."})
+    pairs_per_step: int = field(
+        default=2, metadata={"help": "DPO: pairs of best versus worse actions per step."}
+    )
     min_margin: float = field(
-        default=0.0, metadata={"help": "DPO: a rejected action's reward is lower than the best by more than this."}
+        default=0.0,
+        metadata={"help": "DPO: a rejected action's reward is lower than the best by more than this."},
     )
 
 
@@ -54,7 +59,9 @@ def load_base(model_args: Any, on_cpu: bool):
     if not Path(path).is_dir():
         raise SystemExit(f"pixplan train: --model_name_or_path {path} is not a model folder")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
-    dtype = torch.float32 if on_cpu or model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    dtype = (
+        torch.float32 if on_cpu or model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return model, tokenizer
 
