@@ -111,6 +111,8 @@ def build_trainer(job: str, data: OrchestratorData, training_args: Any, model_ar
         raise SystemExit("pixplan train: the orchestrator is trained as a LoRA: set use_peft: true")
     if data.split not in ("train", "val", "test", "all"):
         raise SystemExit(f"pixplan train: --split must be train, val, test or all, not {data.split!r}")
+    if data.pairs_per_step < 1:
+        raise SystemExit("pixplan train: --pairs_per_step must be at least 1")
     on_cpu = not torch.cuda.is_available()
     if on_cpu:
         training_args.use_cpu, training_args.bf16, training_args.fp16 = True, False, False
