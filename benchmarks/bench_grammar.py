@@ -1,4 +1,4 @@
-"""Grammar engines for the decoder's free values: xgrammar, llguidance, outlines-core, and pixplan's own masks.
+"""Grammar engines for the decoder's free values: xgrammar (what the decoder uses), llguidance, outlines-core.
 
     .venv/bin/python benchmarks/bench_grammar.py            # the tiny test model and SmolLM2's tokenizer
     .venv/bin/python benchmarks/bench_grammar.py --no-smollm2
@@ -7,8 +7,7 @@
 1. Per engine and tokenizer: seconds to compile a string schema, and milliseconds per token mask while walking
    a string with CJK text (whether every byte piece of it is allowed).
 2. Over the suite's schemas (every library tool, Plan, Verdict) on the tiny random model, greedy and sampled:
-   validity of the answers, seconds per call, and agreement of the outputs with pixplan's own masks
-   (``grammar_engine=False``, the decoder of today) on the same prompts.
+   validity of the answers and seconds per call.
 Prints one JSON object.
 """
 
@@ -107,7 +106,11 @@ def _row(compiled: float, start: float, ids: list[int], ok: bool) -> dict:
 
 
 def suite() -> dict:
-    """Validity, seconds and agreement over the suite's schemas, tiny random model, engine vs own masks."""
+    """Validity and seconds per call over the suite's schemas on the tiny random model, greedy and sampled.
+
+    (pixplan's own string masks, which xgrammar's replaced, agreed with it on 0/39 of these calls on the tiny
+    random model: its free strings differ from the first token where xgrammar allows a piece the own masks
+    did not; see the README's local-model section.)"""
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_lm import tiny_local_model
 
@@ -120,47 +123,29 @@ def suite() -> dict:
         for tool in TOOLS:
             cases.append(("tool", tool, seed))
         cases += [("structured", Plan, seed), ("structured", Verdict, seed)]
-    results = {}
-    outputs = {}
-    for engine in (True, False):
-        model = tiny_local_model(grammar_engine=engine, max_string_chars=40)
-        valid, seconds, answers = 0, [], []
-        for kind, target, seed in cases:
-            temperature = 0.0 if seed == 0 else 1.0
-            start = time.perf_counter()
+    model = tiny_local_model(max_string_chars=40)
+    valid, seconds, invalid = 0, [], []
+    for kind, target, seed in cases:
+        temperature = 0.0 if seed == 0 else 1.0
+        start = time.perf_counter()
+        try:
             if kind == "tool":
                 message = model.bind_tools([target], choices=regions).invoke(
                     f"Step s1: use {target.name}.", temperature=temperature, seed=seed
                 )
-                answer = message.tool_calls[0]["args"]
-                target.tool_call_schema.model_validate(answer)
+                target.tool_call_schema.model_validate(message.tool_calls[0]["args"])
             else:
-                answer = model.with_structured_output(target).invoke(
-                    "Fill it in.", temperature=temperature, seed=seed
-                )
-                answer = answer.model_dump()
-            seconds.append(time.perf_counter() - start)
+                model.with_structured_output(target).invoke("Fill it in.", temperature=temperature, seed=seed)
             valid += 1
-            answers.append(answer)
-        label = "xgrammar" if engine else "own_masks"
-        outputs[label] = answers
-        results[label] = {
-            "calls": len(cases),
-            "valid": valid,
-            "seconds_per_call": round(sum(seconds) / len(seconds), 3),
-        }
-    same = sum(a == b for a, b in zip(outputs["xgrammar"], outputs["own_masks"], strict=True))
-    greedy = [i for i, case in enumerate(cases) if case[2] == 0]
-    results["agreement_all"] = f"{same}/{len(cases)}"
-    results["agreement_greedy"] = (
-        f"{sum(outputs['xgrammar'][i] == outputs['own_masks'][i] for i in greedy)}/{len(greedy)}"
-    )
-    results["differences"] = [
-        {"case": f"{cases[i][0]}:{_name(cases[i][1])}:{cases[i][2]}"}
-        for i in range(len(cases))
-        if outputs["xgrammar"][i] != outputs["own_masks"][i]
-    ][:8]
-    return results
+        except Exception as error:  # an invalid answer is a figure, not a crash
+            invalid.append(f"{kind}:{_name(target)}:{seed}: {str(error).splitlines()[0][:120]}")
+        seconds.append(time.perf_counter() - start)
+    return {
+        "calls": len(cases),
+        "valid": valid,
+        "seconds_per_call": round(sum(seconds) / len(seconds), 3),
+        "invalid": invalid[:8],
+    }
 
 
 def _name(target) -> str:

@@ -215,6 +215,20 @@ def test_constrained_output_handles_literals_numbers_unions_and_dicts(lm, seed):
     assert 1 <= len(value.tags) <= 2
 
 
+class Counts(BaseModel):
+    at_least_three: int = Field(ge=3)
+    above: float = Field(gt=-1.5)
+    anything: float
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_half_bounded_numbers_are_written_within_their_bounds(lm, seed):
+    value = lm.with_structured_output(Counts).invoke("Count them.", temperature=1.0 if seed else 0.0, seed=seed)
+    assert isinstance(value.at_least_three, int) and value.at_least_three >= 3
+    assert value.above > -1.5
+    assert isinstance(value.anything, float)
+
+
 def test_same_seed_same_output_and_greedy_is_deterministic(lm):
     runs = [
         lm.with_structured_output(Plan).invoke("Goal: winter.", temperature=1.0, seed=s) for s in (5, 5, 6)

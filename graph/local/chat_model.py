@@ -98,11 +98,6 @@ class LocalChatModel(BaseChatModel):
         description="Among allowed options, prefer those the request's words name (`hint_text`: a colour, an "
         "enum value, a region's label); False: the model's likelihood alone chooses. Also a per-call kwarg.",
     )
-    grammar_engine: bool = Field(
-        default=True,
-        description="Token masks of free strings from xgrammar (`grammar.py`); False: pixplan's own masks "
-        "(kept to measure agreement; they drop nothing but cannot close a string on a byte piece either).",
-    )
     prefix_cache_size: int = Field(
         default=4, description="KV states of earlier prompts kept for prompts that start alike; 0: off."
     )
@@ -175,8 +170,6 @@ class LocalChatModel(BaseChatModel):
         return self._vocab
 
     def _get_grammars(self) -> Any:
-        if not self.grammar_engine:
-            return None
         if self._grammars is None:
             from pixplan.graph.local.grammar import Grammars
 

@@ -8,14 +8,17 @@ the model choose only where the schema leaves a choice:
   when ``temperature > 0``); with hints, the options the request names best compete (`mention_score`);
 - objects write their properties in schema order (optional ones too, by default: left to itself a small model
   ends an object at once and every default applies);
-- free strings are generated token by token (no quotes, backslashes or control characters inside; byte pieces
-  of a multi-byte character are kept, so CJK text survives) until the model closes the quote or a length cap;
-- bounded numbers are chosen among a grid of the allowed range (and the schema's default), unbounded ones digit
-  by digit; arrays get a model-chosen length between the schema's bounds and a cap.
+- free strings are generated token by token under an xgrammar matcher of the string (`grammar.py`; no
+  backslashes or control characters inside; byte pieces of a multi-byte character join up, so CJK text
+  survives) until the model closes the quote or a length cap;
+- bounded numbers are chosen among a grid of the allowed range (and the schema's default), unbounded ones token
+  by token under an xgrammar matcher of the number; arrays get a model-chosen length between the schema's
+  bounds and a cap.
 
+The token masks of what the model writes freely come from xgrammar; pixplan's own code is what no grammar
+engine does: choosing among whole options by likelihood in one forward pass, and writing the structure itself.
 Only new tokens are forwarded. torch is imported when a decoder is built, not when this module is imported.
-About 560 lines: one decoder that walks a schema, kept whole so it reads top to bottom; pixplan's own string
-masks stay beside xgrammar's (``grammar_engine=False``) to measure agreement.
+About 530 lines: one decoder that walks a schema, kept whole so it reads top to bottom.
 """
 
 from __future__ import annotations
@@ -33,8 +36,6 @@ from pixplan.graph.local.json_schema import (
     UnsupportedSchema,
     grid,
     in_bounds,
-    number_complete,
-    number_prefix,
     opener,
     resolve,
 )
@@ -56,7 +57,6 @@ class Vocab:
         self.texts = texts
         safe = torch.zeros(size, dtype=torch.bool)
         closing = torch.zeros(size, dtype=torch.bool)
-        numeric = torch.zeros(size, dtype=torch.bool)
         for i, text in enumerate(texts):
             if not text or "\\" in text or any(ord(c) < 32 for c in text):
                 continue
@@ -65,9 +65,7 @@ class Vocab:
                 safe[i] = True  # pieces of a multi-byte character (decoding to U+FFFD alone) included
             elif _REPLACEMENT not in text:  # '"', '",', '."}': the model closing the string
                 closing[i] = True
-            if all(c in "0123456789.-" for c in text):
-                numeric[i] = True
-        self.safe, self.closing, self.numeric = safe, closing, numeric
+        self.safe, self.closing = safe, closing
         self.safe_or_closing = safe | closing
         self.stop_ids = sorted(
             {
@@ -110,7 +108,7 @@ class ConstrainedDecoder:
     lengths: dict[str, Lengths] = field(default_factory=dict)
     cache: Any = None  # a KV cache holding prompt_ids[:reused] (from a PrefixCache), or None
     reused: int = 0
-    grammars: Any = None  # a `Grammars` for token masks of free values (None: pixplan's own masks)
+    grammars: Any = None  # the model's `Grammars`: token masks of the values the model writes freely
     mentions: dict[str, int] = field(default_factory=dict)  # hint words steering choices (`mention_score`)
     labels: dict[str, str] = field(default_factory=dict)  # option (JSON) -> the words it is hinted by
 
@@ -282,8 +280,6 @@ class ConstrainedDecoder:
         """
         max_chars = self.settings.max_string_chars if max_chars is None else max_chars
         self._flush()
-        if self.grammars is None:
-            return self._free_string_by_hand(min_chars=min_chars, max_chars=max_chars)
         matcher = self.grammars.matcher({"type": "string", "minLength": min_chars, "maxLength": max_chars})
         matcher.accept_string('"')
         ids: list[int] = []
@@ -311,32 +307,6 @@ class ConstrainedDecoder:
             self._step(token)
             ids.append(token)
             text = full
-
-    def _free_string_by_hand(self, *, min_chars: int, max_chars: int) -> str:
-        ids: list[int] = []
-        text = ""
-        while True:
-            whole = not text.endswith(_REPLACEMENT)
-            if len(text) >= max_chars and whole:
-                self.force('"')
-                return text
-            mask = self.vocab.safe.clone()
-            if len(text) >= min_chars and whole:
-                mask |= self.vocab.closing
-                mask[self.vocab.stop_ids] = True  # the model wanting to stop closes the string
-            mask = self._ban_repeats(mask, ids)
-            token = self._sample_masked(mask)
-            if token in self.vocab.stop_ids:
-                self.force('"')
-                return text
-            piece = self.vocab.texts[token]
-            if '"' in piece:
-                piece = piece[: piece.index('"')]
-                self.force(piece + '"')
-                return text + piece
-            self._step(token)
-            ids.append(token)
-            text = self.tokenizer.decode(ids)
 
     def iter_free_text(self, max_new_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
         """Unconstrained text, piece by piece, until an end-of-turn token, a stop sequence (not included) or the
@@ -514,41 +484,40 @@ class ConstrainedDecoder:
         return self._digits(schema, integer)
 
     def _digits(self, schema: dict[str, Any], integer: bool) -> float | int:
+        """An unbounded (or half-bounded) number token by token, the allowed tokens from an xgrammar matcher of
+        it (its bounds included). Once the number is complete the model may end it: greedily, when what follows
+        a value (an end of turn, ``,`` or ``}``) is likelier than any allowed continuation."""
+        import torch
+
         self._flush()
-        text = ""
-        low = schema.get("minimum", schema.get("exclusiveMinimum"))
-        while len(text) < self.settings.max_number_chars:
-            mask = self.vocab.numeric.clone()
-            allowed = []
-            for i in mask.nonzero().flatten().tolist():
-                candidate = text + self.vocab.texts[i]
-                if number_prefix(candidate, integer, allow_negative=low is None or low < 0):
-                    allowed.append(i)
-            mask[:] = False
-            mask[allowed] = True
-            if text and number_complete(text):
-                mask[self.vocab.stop_ids] = True  # stopping ends the number
+        limits = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        bounds = {k: v for k, v in schema.items() if k in limits}
+        matcher = self.grammars.matcher({"type": "integer" if integer else "number", **bounds})
+        ending = [*self.vocab.stop_ids, *self._encode(",")[:1], *self._encode("}")[:1]]
+        text, complete = "", False
+        while True:
+            mask = self.grammars.allowed(matcher)
+            complete = bool(mask[self.vocab.stop_ids].any())
+            mask[self.vocab.stop_ids] = False
+            mask = mask & self.vocab.text
             if not mask.any():
                 break
-            token = self._sample_masked(mask)
-            if token in self.vocab.stop_ids:
+            scores = torch.where(mask, self.logprobs, torch.tensor(float("-inf")))
+            if complete:  # ending the number competes as one more option
+                scores = torch.cat([scores, self.logprobs[ending].max()[None]])
+            token = self._pick(scores)
+            if token == len(mask):
                 break
-            candidate = text + self.vocab.texts[token]
-            if len(candidate) > self.settings.max_number_chars:
+            piece = self.vocab.texts[token]
+            if len(text) + len(piece) > self.settings.max_number_chars:
                 break
+            matcher.accept_token(token)
             self._step(token)
-            text = candidate
-            if not number_complete(text):
-                continue
-            # after a complete number, let the model stop: compare ending the value with going on
-            end = self.logprobs[[*self.vocab.stop_ids, *self._encode(",")[:1], *self._encode("}")[:1]]].max()
-            more = self.logprobs[self.vocab.numeric].max()
-            if end > more and self.settings.temperature <= 0:
-                break
-        if not number_complete(text):  # "-", "1." ... : finish it
-            suffix = "0" if text.endswith((".", "-")) or not text else ""
-            self.force(suffix)
-            text += suffix
+            text += piece
+            complete = False
+        if not complete:  # "", "-", "1.", "1e" at the length cap: a digit completes each
+            self.force("0")
+            text += "0"
         return int(text) if integer else float(text)
 
     def finish(self) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from pixplan.graph.local.chat_format import format_json
@@ -106,14 +105,3 @@ def in_bounds(value: float, schema: dict[str, Any]) -> bool:
         and ("exclusiveMinimum" not in schema or value > schema["exclusiveMinimum"])
         and ("exclusiveMaximum" not in schema or value < schema["exclusiveMaximum"])
     )
-
-
-def number_prefix(text: str, integer: bool, allow_negative: bool) -> bool:
-    """Whether `text` can start a JSON number (no leading zeros, a digit before any point)."""
-    sign = "-?" if allow_negative else ""
-    body = r"(0|[1-9]\d*)?" if integer else r"((0|[1-9]\d*)(\.\d*)?)?"
-    return bool(re.fullmatch(sign + body, text))
-
-
-def number_complete(text: str) -> bool:
-    return bool(re.fullmatch(r"-?\d+(\.\d+)?", text))
