@@ -55,7 +55,7 @@ from pixplan.tools.image_input import import_image_input
 from pixplan.tools.store import ImageError, ImageRef, ImageStore
 
 #: Longest side of the image previews in messages (the full images stay in the store, named by ``file_id``).
-PREVIEW_SIDE = 384
+PREVIEW_SIDE = 256
 #: What a turn may ask for, in the order a model is offered them.
 Action = Literal["edit", "plan_first", "undo", "go_to_version"]
 #: The words that name each action, for a local model's hints (`Context.hints`): among the allowed actions, those
@@ -215,58 +215,18 @@ class ChatNodes:
             return reply(
                 "Send an image first (with your message, as an image block), then say what to change."
             )
-        undoable = bool(update.get("previous", state.get("previous", [])))
-        request = self._classify(text, versions, current, undoable, not images, context)
+        model = self.planner if self.planner is not None else cached_chat_model(context.planner_model)
+        request = classify_turn(
+            model,
+            text,
+            versions=versions,
+            current=current,
+            undoable=bool(update.get("previous", state.get("previous", []))),
+            may_switch=not images,
+            hints=context.hints,
+        )
         runtime.stream_writer({"event": "turn", "turn": turn, **request})
         return {**update, "request": request}
-
-    def _classify(
-        self,
-        text: str,
-        versions: list[Version],
-        current: int,
-        undoable: bool,
-        may_switch: bool,
-        context: Context,
-    ) -> dict[str, Any]:
-        """One structured-output call among the actions that can apply now (an image just sent is edited)."""
-        actions: list[str] = ["edit", "plan_first"]
-        if may_switch and undoable:
-            actions.append("undo")
-        if may_switch and len(versions) > 1:
-            actions.append("go_to_version")
-        numbers = [v["version"] for v in versions]
-        model = self.planner if self.planner is not None else cached_chat_model(context.planner_model)
-        extra: dict[str, Any] = {}
-        if takes_choices(model):
-            extra = {
-                "choices": {"action": actions, "version": numbers},
-                "hint_text": text if context.hints else None,
-                "labels": {
-                    **{a: ACTION_LABELS[a] for a in actions},
-                    **{n: VERSION_LABELS[n] for n in numbers if n < len(VERSION_LABELS)},
-                },
-            }
-        task = prompts.CHAT_TURN_TASK.format(
-            versions=prompts.format_versions(list(versions)), current=current, text=json.dumps(text)
-        )
-        note = f"\nAllowed actions now: {', '.join(actions)}."
-        try:
-            intent = model.with_structured_output(TurnIntent, **extra).invoke(
-                [SystemMessage(prompts.CHAT_TURN_SYSTEM + note), HumanMessage(task)]
-            )
-            intent = intent if isinstance(intent, TurnIntent) else TurnIntent.model_validate(intent)
-            action, version = intent.action, intent.version
-        except Exception as error:  # a model that cannot classify: the turn is taken as what it most often is
-            return {
-                "action": "edit",
-                "text": text,
-                "version": current,
-                "note": f"not classified ({error})"[:200],
-            }
-        if action not in actions or (action == "go_to_version" and version not in numbers):
-            action, version = "edit", current
-        return {"action": action, "text": text, "version": version}
 
     def edit_turn(self, state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Run the edit graph on the current version with fresh budgets; add its result as a new version.
@@ -286,7 +246,10 @@ class ChatNodes:
             {"recursion_limit": recursion_limit(context)},
             context=context,
         )
-        trace = build_trace(values)
+        # The output has no plan_version; the plan in force is the last planning round's.
+        trace = build_trace(
+            {**values, "plan_version": values["plans"][-1]["version"] if values["plans"] else 0}
+        )
         result: ImageRef = values["current"]
         update: dict[str, Any] = {}
         number = base["version"]
@@ -334,6 +297,57 @@ class ChatNodes:
         text = f"{said}: showing version {target} ({made}). Versions: {len(versions)}."
         block = image_block(context.store, version["image"], target)
         return {"current": target, "previous": previous, "messages": [_answer(text, block)]}
+
+
+def classify_turn(
+    model: BaseChatModel,
+    text: str,
+    *,
+    versions: Sequence[Version],
+    current: int,
+    undoable: bool,
+    may_switch: bool,
+    hints: bool = True,
+) -> dict[str, Any]:
+    """What a message asks for, by one structured-output call among the actions that can apply now.
+
+    Undo needs a change to take back, go-to a second version; a turn that brings a new image edits it
+    (`may_switch` False). A local model decodes among exactly these choices (and the version numbers), with
+    `hints` preferring what the message names (`ACTION_LABELS`, `VERSION_LABELS`); any other model reads the
+    allowed actions in its prompt, and an answer outside them, or none, is taken as an edit (recorded in the
+    request's ``note``).
+    """
+    actions: list[str] = ["edit", "plan_first"]
+    if may_switch and undoable:
+        actions.append("undo")
+    if may_switch and len(versions) > 1:
+        actions.append("go_to_version")
+    numbers = [v["version"] for v in versions]
+    extra: dict[str, Any] = {}
+    if takes_choices(model):
+        extra = {
+            "choices": {"action": actions, "version": numbers},
+            "hint_text": text if hints else None,
+            "labels": {
+                **{a: ACTION_LABELS[a] for a in actions},
+                **{n: VERSION_LABELS[n] for n in numbers if n < len(VERSION_LABELS)},
+            },
+        }
+    task = prompts.CHAT_TURN_TASK.format(
+        versions=prompts.format_versions(list(versions)), current=current, text=json.dumps(text)
+    )
+    system = prompts.CHAT_TURN_SYSTEM + f"\nAllowed actions now: {', '.join(actions)}."
+    request: dict[str, Any] = {"action": "edit", "text": text, "version": current}
+    try:
+        answer = model.with_structured_output(TurnIntent, **extra).invoke(
+            [SystemMessage(system), HumanMessage(task)]
+        )
+        intent = answer if isinstance(answer, TurnIntent) else TurnIntent.model_validate(answer)
+    except Exception as error:  # a model that cannot answer: the turn is taken as what it most often is
+        return {**request, "note": f"not classified: {type(error).__name__}: {error}"[:200]}
+    if intent.action not in actions or (intent.action == "go_to_version" and intent.version not in numbers):
+        return {**request, "note": f"answered {intent.action} (version {intent.version}), not allowed now"}
+    return {**request, "action": intent.action, "version": intent.version}
 
 
 def summarize_edit(trace: dict[str, Any], number: int, *, changed: bool) -> str:

@@ -18,9 +18,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from PIL import Image
+from tiny_lm import tiny_local_model
 
 from pixplan.graph import prompts
-from pixplan.graph.chat import PREVIEW_SIDE, build_chat_graph
+from pixplan.graph.chat import PREVIEW_SIDE, build_chat_graph, classify_turn
 from pixplan.graph.context import Context
 from pixplan.graph.metric_judge import MetricJudge
 
@@ -52,10 +53,22 @@ BLUE = {
     ],
     "steps": [{"id": "s1", "instruction": "Replace the background with royal blue.", "serves": ["c1"]}],
 }
+#: A plan that the scripted orchestrator executes wrongly (green for purple): the judge rejects every try.
+PURPLE = {
+    "checklist": [
+        {
+            "id": "c1",
+            "text": "the background is purple",
+            "check": {"type": "color_in_range", "region": "background", "stat": "hue", "min": 260, "max": 300},
+        }
+    ],
+    "steps": [{"id": "s1", "instruction": "Replace the background with purple.", "serves": ["c1"]}],
+}
 #: The tool call for each step instruction (the orchestrator fake answers by the instruction it is given).
 CALLS = {
     "forest green": ("replace_background", {"region": "background", "color": "forestgreen"}),
     "royal blue": ("replace_background", {"region": "background", "color": "royalblue"}),
+    "purple": ("replace_background", {"region": "background", "color": "forestgreen"}),
 }
 
 
@@ -100,7 +113,7 @@ INTENTS = {
 @pytest.fixture
 def chat(store):
     """A chat graph with scripted models on an in-memory checkpointer, and a `send(content)` that runs a turn."""
-    script = Script({"green": GREEN, "blue": BLUE}, INTENTS)
+    script = Script({"green": GREEN, "blue": BLUE, "purple": PURPLE}, INTENTS)
     graph = build_chat_graph(
         planner=ScriptedChatModel(responses=[], respond=script),
         orchestrator=ScriptedChatModel(responses=[], respond=orchestrate),
@@ -167,7 +180,9 @@ def test_goal_follow_up_and_undo(chat, store):
     answer = values["messages"][-1]
     assert isinstance(answer, AIMessage)
     text = blocks(answer, "text")[0]["text"]
-    assert "Plan:" in text and "forest green" in text and "version 1" in text and "passed" in text
+    assert "Plan:" in text and "version 1" in text and "judged 1.00 (passed)" in text
+    assert "1. Replace the background with forest green. -> replace_background (background)" in text
+    assert "Not managed" not in text
     image = blocks(answer, "image")[0]
     assert image["file_id"] == first["image"]["id"] and image["mime_type"] == "image/jpeg"
     preview = Image.open(io.BytesIO(base64.b64decode(image["base64"])))
@@ -209,6 +224,18 @@ def test_goal_follow_up_and_undo(chat, store):
     ]
     # Every message is a standard message with content blocks; six of them after three turns.
     assert [type(m).__name__ for m in values["messages"]] == ["HumanMessage", "AIMessage"] * 3
+
+
+def test_an_edit_that_fails_says_what_it_did_not_manage_and_adds_no_version(chat, store):
+    put_ad(store)
+    chat.say("make the background green", upload())
+    values = chat.say("make the background purple").values
+    assert len(values["versions"]) == 2 and values["current"] == 1
+    text = blocks(values["messages"][-1], "text")[0]["text"]
+    assert "1. Replace the background with purple. -> not done" in text
+    assert "The image is unchanged; judged" in text and "(not passed)" in text
+    assert "Not managed: the background is purple; step s1 (Replace the background with purple.)." in text
+    assert blocks(values["messages"][-1], "image")[0]["file_id"] == values["versions"][1]["image"]["id"]
 
 
 def test_go_back_to_the_first_version_then_undo_the_go_back(chat, store):
@@ -336,3 +363,82 @@ def test_langgraph_json_serves_the_chat_graph_beside_the_edit_graph():
     assert "planner_model" in graph.get_context_jsonschema()["properties"]
     assert set(graph.get_input_jsonschema()["properties"]) == {"messages"}
     assert set(graph.get_output_jsonschema()["properties"]) == {"messages", "versions", "current"}
+
+
+def made_versions(count: int) -> list[dict]:
+    ref = {"id": "0" * 24, "width": 8, "height": 8, "parent": None, "tool": None}
+    return [
+        {
+            "version": n,
+            "image": ref,
+            "turn": n,
+            "goal": None if n == 0 else f"edit {n}",
+            "score": None,
+            "parent": None,
+        }
+        for n in range(count)
+    ]
+
+
+#: Messages and what they ask for, as (action, version) with three versions and the last one shown.
+PHRASES = {
+    "make the headline bigger": ("edit", None),
+    "undo that": ("undo", None),
+    "go back to the first version": ("go_to_version", 0),
+    "show me the plan before you start: make the background green": ("plan_first", None),
+}
+
+
+def classify_all(model, *, hints: bool) -> dict[str, tuple[str, int | None]]:
+    found = {}
+    for text, (_, version) in PHRASES.items():
+        request = classify_turn(
+            model, text, versions=made_versions(3), current=2, undoable=True, may_switch=True, hints=hints
+        )
+        assert request["text"] == text and "note" not in request, request
+        found[text] = (request["action"], request["version"] if version is not None else None)
+    return found
+
+
+def test_a_local_model_classifies_turns_among_explicit_choices_with_hints_on_and_off():
+    """The tiny random model: its hints setting decides (on: the options the message names); off, the model's
+    likelihood alone chooses, and still only among the actions allowed now."""
+    model = tiny_local_model()
+    assert classify_all(model, hints=True) == PHRASES
+    unhinted = classify_all(model, hints=False)
+    assert unhinted != PHRASES
+    assert {action for action, _ in unhinted.values()} <= {"edit", "plan_first", "undo", "go_to_version"}
+    # Nothing to undo and one version: only edit and plan_first are offered, whatever the words say.
+    request = classify_turn(
+        model, "undo that", versions=made_versions(1), current=0, undoable=False, may_switch=True, hints=True
+    )
+    assert request["action"] in ("edit", "plan_first")
+
+
+def test_any_chat_model_classifies_and_an_answer_outside_the_choices_is_an_edit():
+    said = ScriptedChatModel(responses=[AIMessage(content='{"action": "go_to_version", "version": 1}')])
+    request = classify_turn(
+        said, "show version 1", versions=made_versions(3), current=2, undoable=True, may_switch=True
+    )
+    assert request == {"action": "go_to_version", "text": "show version 1", "version": 1}
+    assert "Allowed actions now: edit, plan_first, undo, go_to_version" in said.seen[0][0].content
+    for answer in (
+        '{"action": "undo", "version": 0}',
+        '{"action": "go_to_version", "version": 7}',
+        "no json",
+    ):
+        model = ScriptedChatModel(responses=[AIMessage(content=answer)])
+        request = classify_turn(
+            model, "undo it", versions=made_versions(2), current=1, undoable=False, may_switch=True
+        )
+        assert request["action"] == "edit" and request["note"], request
+
+
+@pytest.mark.slow
+def test_the_offline_default_model_classifies_the_turns():
+    """SmolLM2-135M-Instruct (the offline default) through the same call: with hints on (the default) every
+    phrase is classified as asked."""
+    from pixplan.graph.models import cached_chat_model
+
+    model = cached_chat_model("local:smollm2")
+    assert classify_all(model, hints=True) == PHRASES
