@@ -28,6 +28,7 @@ from pixplan.graph.builder import build_graph
 from pixplan.graph.context import Context, default_db_path
 from pixplan.graph.schemas import Judge
 from pixplan.graph.trace import build_trace, contact_sheet, write_trace
+from pixplan.tools.image_input import import_image_input
 from pixplan.tools.store import IMAGE_SUFFIXES, ImageRef, ImageStore, check_output_path, save_image
 
 #: on_event(event): progress events as they stream (see `EditNodes`: planned, step_started, tool_chosen, ...).
@@ -109,7 +110,7 @@ def sqlite_checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
 
 
 def edit(
-    image: str | Path | Image.Image | None,
+    image: str | Path | Image.Image | dict[str, Any] | None,
     goal: str | None,
     *,
     output: str | Path | None = None,
@@ -130,7 +131,8 @@ def edit(
     """Edit `image` towards `goal`; write the result, the JSON trace and the contact sheet where asked.
 
     Args:
-        image: a path, a Pillow image, or the id of an image in the store (None when resuming).
+        image: a path, a Pillow image, the id of an image in the store, base64 or a data URL, or an image
+            content block (`pixplan.tools.image_input`; None when resuming).
         goal: the abstract goal (None when resuming).
         output: where to save the result image.
         trace: where to save the JSON trace.
@@ -171,11 +173,7 @@ def edit(
     if resume:
         payload: Any = None
     else:
-        if isinstance(image, Image.Image):
-            image = store.put(image.convert("RGB"))["id"]
-        elif str(image) not in store:
-            image = store.put_file(image)["id"]
-        payload = {"image": str(image), "goal": goal}
+        payload = {"image": import_image_input(store, image)["id"], "goal": goal}
 
     graph_kwargs = {
         "planner": planner if isinstance(planner, BaseChatModel) else None,

@@ -44,8 +44,9 @@ from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest, Plan, Verdi
 from pixplan.graph.state import Attempt, EditState, PlanRecord, RoleUsage
 from pixplan.graph.usage import metered
 from pixplan.tools.calls import store_config
+from pixplan.tools.image_input import import_image_input
 from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog
-from pixplan.tools.store import ImageRef, ImageStore
+from pixplan.tools.store import ImageError, ImageRef, ImageStore
 
 
 def _takes_choices(model: BaseChatModel) -> bool:
@@ -134,6 +135,11 @@ def _with_image(messages: list[BaseMessage], store: ImageStore, image_id: str) -
     return out
 
 
+class EditInputError(ValueError):
+    """The edit's input is unusable (no goal; an image that is missing, not an image, too large, an http URL):
+    the caller's mistake, said in one line, raised before any model is asked."""
+
+
 def _tool_errors(messages: Sequence[AnyMessage]) -> list[str]:
     return [str(m.content) for m in messages if isinstance(m, ToolMessage) and m.status == "error"]
 
@@ -179,8 +185,12 @@ class EditNodes:
 
         context = run_context(runtime)
         store = context.store
-        image = state["image"]
-        ref = store.ref(image) if image in store else store.put_file(image)
+        if not isinstance(state.get("goal"), str) or not state["goal"].strip():
+            raise EditInputError("the goal is missing or empty: say what the edit should achieve")
+        try:
+            ref = import_image_input(store, state["image"])
+        except ImageError as error:
+            raise EditInputError(str(error)) from None
         catalog = load_catalog(store, ref["id"])
         if catalog is None:
             catalog = build_catalog(store, ref["id"])
@@ -189,6 +199,7 @@ class EditNodes:
             {"event": "perceived", "image": ref["id"], "regions": len(catalog["regions"]), "catalog": text}
         )
         return {
+            "image": ref["id"],  # the id from here on, not the base64 a client may have sent
             "original": ref,
             "current": ref,
             "catalog_text": text,

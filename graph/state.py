@@ -92,9 +92,11 @@ Status = Literal["running", "passed", "finished", "no_plan"]
 
 
 class InputState(TypedDict):
-    """What a caller gives: an image (a file path, or the id of an image already in the store) and a goal."""
+    """What a caller gives: an image and a goal. The image is a file path, a store id, base64 or a data URL
+    (``data:image/png;base64,...``), or an image content block (`pixplan.tools.image_input`); the edit keeps
+    only its store id."""
 
-    image: str
+    image: str | dict[str, Any]
     goal: str
 
 

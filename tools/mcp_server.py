@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import io
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +35,12 @@ from PIL import Image
 from pydantic import ValidationError
 
 from pixplan.tools.calls import error_text
+from pixplan.tools.image_input import import_image_input
 from pixplan.tools.store import (
-    MAX_BYTES,
     ImageError,
     ImageRef,
     ImageStore,
     default_store_dir,
-    is_image_id,
     store_from_config,
 )
 
@@ -54,47 +51,15 @@ IMAGE_ARGUMENT = (
     "or the image as base64 "
     "(a data:image/png;base64,... URL or bare base64 PNG/JPEG)."
 )
-_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{16,}")
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 
 
 def resolve_image(store: ImageStore, value: str, roots: list[Path]) -> str:
-    """The store id for an image argument: a store id, a file under the allowed `roots`, or base64 image data.
-
-    A path is resolved (symlinks included) before it is checked against the roots, and every refusal reads the
-    same, so that an answer never tells whether a file outside the roots exists.
-    """
-    value = value.strip()
-    if is_image_id(value) and value in store:
-        return value
-    if value.startswith("data:"):
-        header, _, payload = value.partition(",")
-        if ";base64" not in header:
-            raise ToolException("a data URL image must be base64: data:image/png;base64,...")
-        return _import_bytes(store, payload)
-    data = _image_bytes(value) if _BASE64.fullmatch(value) else None
-    if data is not None:
-        return _put(store, data)
-    path = _allowed_file(value, roots)
-    if path is None:
-        raise ToolException(
-            f"unknown image {value[:80]!r}: pass a store image id, a path to an image file in the folders this "
-            "server may read (its working directory, its store, and --allow-dir), or base64 image data"
-        )
-    return _put(store, path)
-
-
-def _allowed_file(value: str, roots: list[Path]) -> Path | None:
-    """The file `value` names, symlinks resolved, if it lies inside one of `roots`; else None."""
-    if len(value) > 4096 or "\x00" in value:
-        return None
+    """The store id for an image argument: a store id, a file under the allowed `roots`, or base64 image data
+    (`import_image_input`; a path is resolved, symlinks included, before it is checked against the roots)."""
     try:
-        path = Path(value).expanduser().resolve()
-    except (OSError, RuntimeError):  # a symlink loop, an unreadable folder
-        return None
-    if not any(path.is_relative_to(root) for root in roots):
-        return None
-    return path if path.is_file() else None
+        return import_image_input(store, value, roots=roots)["id"]
+    except ImageError as error:
+        raise ToolException(str(error)) from None
 
 
 def allowed_roots(args: argparse.Namespace) -> list[Path]:
@@ -115,31 +80,6 @@ def roots_from_config(config: Any) -> list[Path]:
     if configurable.get("allow_dirs") is not None:
         return [Path(folder).resolve() for folder in configurable["allow_dirs"]]
     return [Path.cwd().resolve(), store_from_config(config).root.resolve()]
-
-
-def _image_bytes(payload: str) -> bytes | None:
-    """Decoded base64 if it holds an image file (by its magic number), else None."""
-    if len(payload) > MAX_BYTES * 4 // 3 + 4:
-        raise ToolException(f"the base64 image is too large (more than {MAX_BYTES} bytes)")
-    try:
-        data = base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return data if data.startswith(_MAGIC) or data[8:12] == b"WEBP" else None
-
-
-def _import_bytes(store: ImageStore, payload: str) -> str:
-    data = _image_bytes(payload)
-    if data is None:
-        raise ToolException("the data URL does not hold a base64 PNG, JPEG, WebP, GIF, BMP or TIFF image")
-    return _put(store, data)
-
-
-def _put(store: ImageStore, source: Path | bytes) -> str:
-    try:
-        return store.put_file(source)["id"]
-    except ImageError as error:
-        raise ToolException(str(error)) from None
 
 
 @tool(parse_docstring=True, response_format="content_and_artifact")

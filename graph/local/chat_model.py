@@ -276,6 +276,7 @@ class LocalChatModel(BaseChatModel):
             try:
                 message = None
                 if schema is not None and decodable(schema):
+                    self._hint(decoder, kwargs)
                     decoder.value(schema, schema.get("$defs", {}))
                     decoder.force("<|im_end|>")
                     message = AIMessage(self.tokenizer.decode(decoder.finish(), skip_special_tokens=True))
@@ -314,6 +315,14 @@ class LocalChatModel(BaseChatModel):
         }
         yield message
 
+    def _hint(self, decoder: ConstrainedDecoder, kwargs: dict) -> None:
+        """Steer the decoder's choices by the request's words (`hints`): ``hint_text``, and ``labels`` (what
+        each option is called, by option value)."""
+        hint_text = kwargs.get("hint_text") or ""
+        if kwargs.get("hints", self.hints) and hint_text:
+            decoder.mentions = hint_words(hint_text)
+            decoder.labels = {format_json(k): v for k, v in (kwargs.get("labels") or {}).items()}
+
     def _tool_call(
         self, decoder: ConstrainedDecoder, prompt: str, tools: list[dict], names: list[str], kwargs: dict
     ) -> tuple[ConstrainedDecoder, AIMessage]:
@@ -346,9 +355,7 @@ class LocalChatModel(BaseChatModel):
         given = dict(kwargs.get("choices") or {})
         regions = list(given.get("region") or [])
         hint_text = kwargs.get("hint_text") or ""
-        if kwargs.get("hints", self.hints) and hint_text:
-            decoder.mentions = hint_words(hint_text)
-            decoder.labels = {format_json(k): v for k, v in (kwargs.get("labels") or {}).items()}
+        self._hint(decoder, kwargs)
 
         def open_regions(name: str) -> list[str]:
             return [r for r in regions if format_json(r) not in banned.get(name, set())]
@@ -404,6 +411,8 @@ class LocalChatModel(BaseChatModel):
         include_raw: bool = False,
         choices: dict[str, Choices] | None = None,
         lengths: dict[str, Lengths] | None = None,
+        hint_text: str | None = None,
+        labels: dict[Any, str] | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, Any]:
         """A runnable that answers with an instance of `schema` (a pydantic model, a TypedDict or a JSON schema).
@@ -411,8 +420,9 @@ class LocalChatModel(BaseChatModel):
         The JSON is constrained to the schema, so it always parses; what pydantic still rejects (custom
         validators, or schemas the decoder falls back on) is re-asked with the error, `max_retries` times.
         ``include_raw=True`` returns ``{"raw", "parsed", "parsing_error"}``. ``choices`` and ``lengths`` constrain
-        values and array lengths by path (``"steps.*.tool"``, ``"steps.*.serves"``). ``method`` is accepted
-        and ignored (there is one method: constrained decoding).
+        values and array lengths by path (``"steps.*.tool"``, ``"steps.*.serves"``). ``hint_text`` (the request)
+        and ``labels`` (option value -> the words that name it) feed the hints (`hints`), as in `bind_tools`.
+        ``method`` is accepted and ignored (there is one method: constrained decoding).
         """
         kwargs.pop("method", None)
         kwargs.pop("strict", None)
@@ -433,6 +443,8 @@ class LocalChatModel(BaseChatModel):
             json_schema=json_schema,
             choices=dict(choices or {}),
             lengths=dict(lengths or {}),
+            hint_text=hint_text,
+            labels=dict(labels or {}),
             ls_structured_output_format={
                 "schema": convert_to_json_schema(schema),
                 "kwargs": {"method": "json_schema"},
