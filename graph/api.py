@@ -14,7 +14,7 @@ import contextlib
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -146,6 +146,17 @@ def sqlite_checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
         connection.close()
 
 
+def _connect_error(url: str, error: Exception) -> EditError:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return EditError(
+        f"--db {redact_url(url)}: cannot connect ({lines[0] if lines else type(error).__name__})"
+    )
+
+
+# autocommit and dict rows are what the Postgres savers expect of a connection they did not open themselves.
+_PG_CONNECTION = {"autocommit": True, "prepare_threshold": 0}
+
+
 @contextmanager
 def postgres_checkpointer(url: str, *, connect_timeout_s: int = 10) -> Iterator[BaseCheckpointSaver]:
     """A PostgreSQL checkpointer (`langgraph-checkpoint-postgres`) on one connection, tables set up, closed
@@ -156,21 +167,41 @@ def postgres_checkpointer(url: str, *, connect_timeout_s: int = 10) -> Iterator[
     from psycopg.rows import dict_row
 
     try:
-        # autocommit and dict rows are what PostgresSaver expects of a connection it did not open itself.
         connection = psycopg.connect(
-            url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=connect_timeout_s
+            url, **_PG_CONNECTION, row_factory=dict_row, connect_timeout=connect_timeout_s
         )
     except psycopg.Error as error:
-        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-        raise EditError(
-            f"--db {redact_url(url)}: cannot connect ({lines[0] if lines else type(error).__name__})"
-        ) from None
+        raise _connect_error(url, error) from None
     try:
         saver = PostgresSaver(connection)
         saver.setup()  # creates or migrates the tables; a no-op when they are current
         yield saver
     finally:
         connection.close()
+
+
+@contextlib.asynccontextmanager
+async def async_postgres_checkpointer(
+    url: str, *, connect_timeout_s: int = 10
+) -> AsyncIterator[BaseCheckpointSaver]:
+    """`postgres_checkpointer` for async hosts (the LangGraph server's custom checkpointer, graph/server.py)."""
+    url = str(check_db(url))
+    import psycopg
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(
+            url, **_PG_CONNECTION, row_factory=dict_row, connect_timeout=connect_timeout_s
+        )
+    except psycopg.Error as error:
+        raise _connect_error(url, error) from None
+    try:
+        saver = AsyncPostgresSaver(connection)
+        await saver.setup()
+        yield saver
+    finally:
+        await connection.close()
 
 
 def open_checkpointer(db: str | Path) -> contextlib.AbstractContextManager[BaseCheckpointSaver]:
