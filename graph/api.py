@@ -10,9 +10,11 @@ result.status, result.score, result.trace["plan"]["checklist"]
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -74,17 +76,53 @@ def recursion_limit(context: Context) -> int:
     return (context.max_replans + 1) * per_round + 10
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(db: str | Path) -> bool:
+    """Whether a `--db` value names a PostgreSQL server rather than a SQLite file."""
+    return str(db).startswith(POSTGRES_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for an error message: the password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def check_db_path(path: str | Path) -> Path:
     """The checkpoint file of a run, checked before any work: a folder or a file that is not SQLite is an
     `EditError` now, before anything is created."""
     path = Path(path)
     if path.is_dir():
-        raise EditError(f"--db {path} is a directory; give a SQLite file such as {path / 'checkpoints.sqlite'}")
+        raise EditError(
+            f"--db {path} is a directory; give a SQLite file such as {path / 'checkpoints.sqlite'}"
+        )
     if path.is_file() and path.stat().st_size:
         with path.open("rb") as handle:
             if handle.read(16) != b"SQLite format 3\x00":
                 raise EditError(f"--db {path} is not a SQLite database")
     return path
+
+
+def check_db(db: str | Path) -> str | Path:
+    """A `--db` value checked before any work: a Postgres URL that parses (nothing is connected yet), or a
+    SQLite path (`check_db_path`)."""
+    if not is_postgres_url(db):
+        return check_db_path(db)
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise EditError(
+            "--db postgresql://... needs the postgres extra: pip install 'pixplan[postgres]'"
+        ) from None
+    import psycopg
+
+    try:
+        conninfo_to_dict(str(db))
+    except psycopg.Error as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EditError(f"--db {redact_url(str(db))} is not a valid PostgreSQL URL: {message}") from None
+    return str(db)
 
 
 @contextmanager
@@ -107,6 +145,76 @@ def sqlite_checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
         yield SqliteSaver(connection)
     finally:
         connection.close()
+
+
+def _connect_error(url: str, error: Exception) -> EditError:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return EditError(
+        f"--db {redact_url(url)}: cannot connect ({lines[0] if lines else type(error).__name__})"
+    )
+
+
+# autocommit and dict rows are what the Postgres savers expect of a connection they did not open themselves.
+_PG_CONNECTION = {"autocommit": True, "prepare_threshold": 0}
+
+
+@contextmanager
+def postgres_checkpointer(url: str, *, connect_timeout_s: int = 10) -> Iterator[BaseCheckpointSaver]:
+    """A PostgreSQL checkpointer (`langgraph-checkpoint-postgres`) on one connection, tables set up, closed
+    afterwards. An unreachable server or a refused login is an `EditError` of one line."""
+    url = str(check_db(url))
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    try:
+        connection = psycopg.connect(
+            url, **_PG_CONNECTION, row_factory=dict_row, connect_timeout=connect_timeout_s
+        )
+    except psycopg.Error as error:
+        raise _connect_error(url, error) from None
+    try:
+        saver = PostgresSaver(connection)
+        saver.setup()  # creates or migrates the tables; a no-op when they are current
+        yield saver
+    finally:
+        connection.close()
+
+
+@contextlib.asynccontextmanager
+async def async_postgres_checkpointer(
+    url: str, *, connect_timeout_s: int = 10
+) -> AsyncIterator[BaseCheckpointSaver]:
+    """`postgres_checkpointer` for async hosts (the LangGraph server's custom checkpointer, graph/server.py)."""
+    url = str(check_db(url))
+    import psycopg
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(
+            url, **_PG_CONNECTION, row_factory=dict_row, connect_timeout=connect_timeout_s
+        )
+    except psycopg.Error as error:
+        raise _connect_error(url, error) from None
+    try:
+        saver = AsyncPostgresSaver(connection)
+        await saver.setup()
+        yield saver
+    finally:
+        await connection.close()
+
+
+def open_checkpointer(db: str | Path) -> contextlib.AbstractContextManager[BaseCheckpointSaver]:
+    """The one place a checkpointer is opened from a `--db` value: a `postgresql://` URL (many users, one
+    server) or a SQLite file (the embedded default). Used by `edit()`, the chat graph and `pixplan ui`.
+
+    ```python
+    with open_checkpointer("postgresql://pixplan@db.example/pixplan") as saver:
+        graph = build_graph(checkpointer=saver)
+    ```
+    """
+    return postgres_checkpointer(str(db)) if is_postgres_url(db) else sqlite_checkpointer(db)
 
 
 def edit(
@@ -140,7 +248,7 @@ def edit(
         planner, orchestrator: a chat model, or a spec string such as "openai:gpt-4.1" or "local:smollm2".
         judge: a `Judge`, "metric", or a chat model spec for the LLM judge.
         tools: the tools (default `pixplan.tools.TOOLS`).
-        db: SQLite checkpoint file (default: `checkpoints.sqlite` beside the store).
+        db: SQLite checkpoint file (default: `checkpoints.sqlite` beside the store), or a `postgresql://` URL.
         checkpointer: any LangGraph checkpointer instead of SQLite.
         thread_id: the run's id (default: a new one); with `resume=True`, the run to continue.
         on_event: called with every progress event.
@@ -166,9 +274,9 @@ def edit(
     check_specs(context, planner=planner, orchestrator=orchestrator, judge=judge)
     store = context.store
     if checkpointer is None:
-        db = check_db_path(db or default_db_path(context.store_dir))
+        db = check_db(db or default_db_path(context.store_dir))
     thread_id = thread_id or uuid.uuid4().hex[:12]
-    if resume and checkpointer is None and not db.is_file():  # and nothing is created for it
+    if resume and checkpointer is None and isinstance(db, Path) and not db.is_file():  # nothing is created
         raise EditError(f"no run with thread id {thread_id!r}: the checkpoint database {db} does not exist")
     if resume:
         payload: Any = None
@@ -217,7 +325,7 @@ def edit(
     if checkpointer is not None:
         values = run(checkpointer)
     else:
-        with sqlite_checkpointer(db or default_db_path(context.store_dir)) as saver:
+        with open_checkpointer(db) as saver:
             values = run(saver)
 
     settings_record = {k: v for k, v in asdict(context).items() if k != "store_dir"}

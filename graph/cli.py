@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Plan the goal as a checklist and atomic steps, execute each step with a tool on a region, judge "
             "every result, retry or replan, and write the image, a JSON trace and a contact sheet. Runs are "
-            f"checkpointed (SQLite) and can be resumed. Example: {EXAMPLE}"
+            "checkpointed (SQLite, or Postgres with --db postgresql://...) and can be resumed. "
+            f"Example: {EXAMPLE}"
         ),
     )
     parser.add_argument("image", nargs="?", help="the image to edit (omit with --resume)")
@@ -36,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sheet", help="where to write the contact sheet (default: OUTPUT with .sheet.png)")
     parser.add_argument("--thread-id", help="id of this run (default: a new one, printed at the start)")
     parser.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted run")
-    parser.add_argument("--db", help="SQLite checkpoint file (default: checkpoints.sqlite beside the store)")
+    parser.add_argument(
+        "--db",
+        help="checkpoints: a SQLite file (default: checkpoints.sqlite beside the store) or a "
+        "postgresql://user@host/db URL (needs the postgres extra)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     add_context_arguments(parser)
     parser.set_defaults(func=run_edit)

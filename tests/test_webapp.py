@@ -1,0 +1,69 @@
+"""The server's images route (graph/webapp.py): upload, download, and every way a request can be bad."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from graph_fakes import make_ad
+from PIL import Image
+from starlette.testclient import TestClient
+
+from pixplan.graph import webapp
+
+
+@pytest.fixture
+def client(store):
+    return TestClient(webapp.app)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_upload_then_download_the_same_pixels(client, store):
+    ad = make_ad(64)
+    jpeg = io.BytesIO()
+    ad.save(jpeg, format="JPEG", quality=95)
+    answer = client.post("/images", content=jpeg.getvalue(), headers={"Content-Type": "image/jpeg"})
+    assert answer.status_code == 201, answer.text
+    ref = answer.json()
+    assert (
+        ref["id"] in store
+        and (ref["width"], ref["height"]) == (64, 64)
+        and ref["url"] == f"/images/{ref['id']}"
+    )
+    got = client.get(ref["url"])
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    assert got.content == store.path(ref["id"]).read_bytes()
+    assert Image.open(io.BytesIO(got.content)).tobytes() == store.get(ref["id"]).tobytes()
+
+
+@pytest.mark.parametrize(
+    "image_id",
+    ["0" * 24, "abc", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "A" * 24, "0" * 24 + ".png", "0" * 23 + "/"],
+)
+def test_anything_but_a_stored_id_is_404(client, store, image_id):
+    (store.root.parent / "secret.png").write_bytes(png_bytes(make_ad(8)))
+    answer = client.get(f"/images/{image_id}")
+    assert answer.status_code == 404 and b"PNG" not in answer.content
+
+
+def test_bad_uploads_are_one_line_errors(client, store, monkeypatch):
+    for body, status, words in [
+        (b"", 400, "empty"),
+        (b"this is not an image", 400, "not a readable image"),
+        (png_bytes(make_ad(8))[:40], 400, "corrupt"),
+    ]:
+        answer = client.post("/images", content=body)
+        assert answer.status_code == status, (body[:20], answer.text)
+        message = answer.json()["error"]
+        assert words in message and "\n" not in message, message
+    monkeypatch.setattr(webapp, "MAX_UPLOAD_BYTES", 1000)
+    big = png_bytes(Image.effect_noise((64, 64), 50).convert("RGB"))
+    assert len(big) > 1000
+    answer = client.post("/images", content=big)
+    assert answer.status_code == 413 and "too large" in answer.json()["error"]
+    assert list(store.root.glob("*.png")) == []
