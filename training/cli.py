@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from pixplan.graph import cli as edit_cli
+from pixplan.graph import ui as ui_cli
 from pixplan.tools import cli as tools_cli
 from pixplan.tools import mcp_server
 from pixplan.training import eval_cli, train_cli
@@ -21,6 +22,7 @@ COMMAND_MODULES = (
     train_cli,  # train
     tools_cli,  # tools, catalog
     mcp_server,  # mcp
+    ui_cli,  # ui
 )
 
 
