@@ -59,7 +59,13 @@ PURPLE = {
         {
             "id": "c1",
             "text": "the background is purple",
-            "check": {"type": "color_in_range", "region": "background", "stat": "hue", "min": 260, "max": 300},
+            "check": {
+                "type": "color_in_range",
+                "region": "background",
+                "stat": "hue",
+                "min": 260,
+                "max": 300,
+            },
         }
     ],
     "steps": [{"id": "s1", "instruction": "Replace the background with purple.", "serves": ["c1"]}],
@@ -121,15 +127,16 @@ def chat(store):
         checkpointer=InMemorySaver(),
     )
     config = {"configurable": {"thread_id": "t1"}}
-    context = Context(store_dir=str(store.root), num_plan_candidates=1)
 
     class Chat:
+        context = Context(store_dir=str(store.root), num_plan_candidates=1)
+
         events: list[tuple[tuple, dict]]
 
         def send(self, payload):
             self.events = []
             for namespace, mode, chunk in graph.stream(
-                payload, config, context=context, stream_mode=["custom", "updates"], subgraphs=True
+                payload, config, context=self.context, stream_mode=["custom", "updates"], subgraphs=True
             ):
                 if mode == "custom":
                     self.events.append((namespace, chunk))
@@ -236,6 +243,25 @@ def test_an_edit_that_fails_says_what_it_did_not_manage_and_adds_no_version(chat
     assert "The image is unchanged; judged" in text and "(not passed)" in text
     assert "Not managed: the background is purple; step s1 (Replace the background with purple.)." in text
     assert blocks(values["messages"][-1], "image")[0]["file_id"] == values["versions"][1]["image"]["id"]
+
+
+def test_a_second_goal_has_the_whole_replan_budget_again(chat, store):
+    """The first goal spends its one replan; the second, on the same thread, gets its own (today's bug was a
+    second goal that ran as a replan of the first, with its attempts and no budget left)."""
+    put_ad(store)
+    chat.context = Context(
+        store_dir=str(store.root), num_plan_candidates=1, max_replans=1, max_retries_per_step=0
+    )
+    for turn in (1, 2):
+        chat.say("make the background purple", upload()) if turn == 1 else chat.say(
+            "make the background purple"
+        )
+        rounds = [
+            (e["event"], e["version"]) for ns, e in chat.events if e["event"] in ("planned", "replanned")
+        ]
+        assert rounds == [("planned", 1), ("replanned", 2)], (turn, rounds)
+        judged = [e["attempt"] for ns, e in chat.events if e["event"] == "judged"]
+        assert judged == [1], (turn, judged)
 
 
 def test_go_back_to_the_first_version_then_undo_the_go_back(chat, store):
