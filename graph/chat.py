@@ -221,7 +221,6 @@ class ChatNodes:
             text,
             versions=versions,
             current=current,
-            undoable=bool(update.get("previous", state.get("previous", []))),
             may_switch=not images,
             hints=context.hints,
         )
@@ -279,8 +278,9 @@ class ChatNodes:
         current, previous = state["current"], list(state.get("previous", []))
         if request["action"] == "undo":
             if not previous:
+                block = image_block(context.store, versions[current]["image"], current)
                 return {
-                    "messages": [_answer("There is nothing to undo: this is the image you started with.")]
+                    "messages": [_answer("There is nothing to undo yet: the image is as you sent it.", block)]
                 }
             target, previous = previous[-1], previous[:-1]
             said = "Undone"
@@ -305,23 +305,18 @@ def classify_turn(
     *,
     versions: Sequence[Version],
     current: int,
-    undoable: bool,
-    may_switch: bool,
+    may_switch: bool = True,
     hints: bool = True,
 ) -> dict[str, Any]:
     """What a message asks for, by one structured-output call among the actions that can apply now.
 
-    Undo needs a change to take back, go-to a second version; a turn that brings a new image edits it
-    (`may_switch` False). A local model decodes among exactly these choices (and the version numbers), with
-    `hints` preferring what the message names (`ACTION_LABELS`, `VERSION_LABELS`); any other model reads the
-    allowed actions in its prompt, and an answer outside them, or none, is taken as an edit (recorded in the
-    request's ``note``).
+    A turn that brings a new image edits it (`may_switch` False: edit or plan_first); otherwise all four are
+    offered, even with nothing to undo ("undo that" is then answered as such, never run as an edit). A local
+    model decodes among exactly these choices (and the version numbers), with `hints` preferring what the
+    message names (`ACTION_LABELS`, `VERSION_LABELS`); any other model reads the allowed actions in its prompt,
+    and an answer outside them, or none, is taken as an edit (recorded in the request's ``note``).
     """
-    actions: list[str] = ["edit", "plan_first"]
-    if may_switch and undoable:
-        actions.append("undo")
-    if may_switch and len(versions) > 1:
-        actions.append("go_to_version")
+    actions: list[str] = ["edit", "plan_first"] + (["undo", "go_to_version"] if may_switch else [])
     numbers = [v["version"] for v in versions]
     extra: dict[str, Any] = {}
     if takes_choices(model):

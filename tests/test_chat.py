@@ -347,6 +347,16 @@ def test_a_first_turn_without_an_image_asks_for_one_and_an_image_alone_is_kept(c
     assert values["current"] == 1
 
 
+def test_undo_with_nothing_to_undo_is_answered_not_edited(chat, store):
+    put_ad(store)
+    chat.say(upload())
+    values = chat.say("undo that").values
+    assert "nothing to undo" in blocks(values["messages"][-1], "text")[0]["text"]
+    assert len(values["versions"]) == 1 and values["current"] == 0 and chat.script.planned == []
+    values = chat.say("go back to the first version").values
+    assert "Version 0 is the one shown now" in blocks(values["messages"][-1], "text")[0]["text"]
+
+
 def test_a_new_image_is_added_as_a_version_and_undo_returns_to_the_one_before(chat, store):
     put_ad(store)
     chat.say("make the background green", upload())
@@ -418,9 +428,7 @@ PHRASES = {
 def classify_all(model, *, hints: bool) -> dict[str, tuple[str, int | None]]:
     found = {}
     for text, (_, version) in PHRASES.items():
-        request = classify_turn(
-            model, text, versions=made_versions(3), current=2, undoable=True, may_switch=True, hints=hints
-        )
+        request = classify_turn(model, text, versions=made_versions(3), current=2, hints=hints)
         assert request["text"] == text and "note" not in request, request
         found[text] = (request["action"], request["version"] if version is not None else None)
     return found
@@ -434,18 +442,14 @@ def test_a_local_model_classifies_turns_among_explicit_choices_with_hints_on_and
     unhinted = classify_all(model, hints=False)
     assert unhinted != PHRASES
     assert {action for action, _ in unhinted.values()} <= {"edit", "plan_first", "undo", "go_to_version"}
-    # Nothing to undo and one version: only edit and plan_first are offered, whatever the words say.
-    request = classify_turn(
-        model, "undo that", versions=made_versions(1), current=0, undoable=False, may_switch=True, hints=True
-    )
+    # A turn that brings a new image edits it: only edit and plan_first are offered, whatever the words say.
+    request = classify_turn(model, "undo that", versions=made_versions(1), current=0, may_switch=False)
     assert request["action"] in ("edit", "plan_first")
 
 
 def test_any_chat_model_classifies_and_an_answer_outside_the_choices_is_an_edit():
     said = ScriptedChatModel(responses=[AIMessage(content='{"action": "go_to_version", "version": 1}')])
-    request = classify_turn(
-        said, "show version 1", versions=made_versions(3), current=2, undoable=True, may_switch=True
-    )
+    request = classify_turn(said, "show version 1", versions=made_versions(3), current=2)
     assert request == {"action": "go_to_version", "text": "show version 1", "version": 1}
     assert "Allowed actions now: edit, plan_first, undo, go_to_version" in said.seen[0][0].content
     for answer in (
@@ -454,9 +458,8 @@ def test_any_chat_model_classifies_and_an_answer_outside_the_choices_is_an_edit(
         "no json",
     ):
         model = ScriptedChatModel(responses=[AIMessage(content=answer)])
-        request = classify_turn(
-            model, "undo it", versions=made_versions(2), current=1, undoable=False, may_switch=True
-        )
+        # undo is not offered with a new image; version 7 does not exist; the last is no answer at all
+        request = classify_turn(model, "undo it", versions=made_versions(2), current=1, may_switch=False)
         assert request["action"] == "edit" and request["note"], request
 
 
