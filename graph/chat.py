@@ -59,11 +59,14 @@ PREVIEW_SIDE = 256
 #: What a turn may ask for, in the order a model is offered them.
 Action = Literal["edit", "plan_first", "undo", "go_to_version"]
 #: The words that name each action, for a local model's hints (`Context.hints`): among the allowed actions, those
-#: the message names best compete. A message that names none is left to the model.
+#: whose words the message names in the largest share compete (`choices.mention_score`; a word of 4+ letters
+#: also matches its inflections and prefixes: "back" would match "background", so it is not here). A message
+#: that names none is left to the model. Words, so a message can mislead them ("replace the background with
+#: the original colour" names `go_to_version` best): `Context(hints=False)` or a stronger model then.
 ACTION_LABELS = {
-    "edit": "make change add remove replace put turn give",
-    "plan_first": "plan",
-    "undo": "undo revert back",
+    "edit": "edit make change add remove replace",
+    "plan_first": "plan first before start show approve see",
+    "undo": "undo revert",
     "go_to_version": "version original first",
 }
 #: What names a version by its place ("the first version"), for the same hints.

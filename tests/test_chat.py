@@ -419,6 +419,8 @@ def made_versions(count: int) -> list[dict]:
 #: Messages and what they ask for, as (action, version) with three versions and the last one shown.
 PHRASES = {
     "make the headline bigger": ("edit", None),
+    "make the background warmer": ("edit", None),
+    "add a plant beside the product": ("edit", None),
     "undo that": ("undo", None),
     "go back to the first version": ("go_to_version", 0),
     "show me the plan before you start: make the background green": ("plan_first", None),
