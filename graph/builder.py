@@ -11,6 +11,7 @@ START -> perceive -> plan -> [review_plan] -> orchestrate -> act -> judge_step -
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
@@ -39,6 +40,7 @@ def build_graph(
     judge: Judge | None = None,
     tools: Sequence[BaseTool] | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
+    image_roots: Sequence[Path] | None = None,
 ) -> CompiledStateGraph:
     """Build the edit graph. Models and the judge not given are resolved from the run context when used.
 
@@ -49,12 +51,17 @@ def build_graph(
         tools: the tools the orchestrator may call (default: `pixplan.tools.TOOLS`).
         checkpointer: where state is saved after each step (none: `edit()` opens SQLite; `langgraph dev`
             brings its own).
+        image_roots: folders an input image given as a path may lie in. None reads any file the caller names
+            (local use: the CLI, `edit()`, `pixplan ui`); a server passes `()`, so that a remote client sends
+            ids, base64 and data URLs but can never name a file of the server's.
     """
     if tools is None:
         from pixplan.tools import TOOLS
 
         tools = TOOLS
-    nodes = EditNodes(planner=planner, orchestrator=orchestrator, judge=judge, tools=tools)
+    nodes = EditNodes(
+        planner=planner, orchestrator=orchestrator, judge=judge, tools=tools, image_roots=image_roots
+    )
     builder = StateGraph(
         EditState, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )

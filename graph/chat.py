@@ -32,6 +32,7 @@ import json
 import operator
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -163,9 +164,16 @@ def split_content(content: Any) -> tuple[str, list[dict[str, Any]], list[str]]:
 class ChatNodes:
     """The chat graph's nodes, bound to the injected models and the edit graph they run."""
 
-    def __init__(self, *, planner: BaseChatModel | None, edit_graph: CompiledStateGraph) -> None:
+    def __init__(
+        self,
+        *,
+        planner: BaseChatModel | None,
+        edit_graph: CompiledStateGraph,
+        image_roots: Sequence[Path] | None = None,
+    ) -> None:
         self.planner = planner
         self.edit_graph = edit_graph
+        self.image_roots = image_roots
 
     def read_turn(self, state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Read the user's message: store its image as a new version, then classify what the words ask for."""
@@ -192,7 +200,7 @@ class ChatNodes:
             return reply(f"Send one image per message (this one has {len(images)}): nothing was changed.")
         if images:
             try:
-                ref = import_image_input(store, images[0])
+                ref = import_image_input(store, images[0], roots=self.image_roots)
             except ImageError as error:
                 return reply(f"I could not use that image: {error}. Nothing was changed.")
             version = Version(version=len(versions), image=ref, turn=turn, goal=None, score=None, parent=None)
@@ -393,12 +401,16 @@ def build_chat_graph(
     judge: Judge | None = None,
     tools: Sequence[BaseTool] | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
+    image_roots: Sequence[Path] | None = None,
 ) -> CompiledStateGraph:
     """Build the chat graph. Models, judge and tools are the edit graph's (`build_graph`); the planner model also
     classifies the turns. Not given, they resolve from the run's `Context`. A thread needs a checkpointer (the
-    versions live in it): pass one, or let `langgraph dev` bring its own."""
-    edit_graph = build_graph(planner=planner, orchestrator=orchestrator, judge=judge, tools=tools)
-    nodes = ChatNodes(planner=planner, edit_graph=edit_graph)
+    versions live in it): pass one, or let `langgraph dev` bring its own. `image_roots` as for `build_graph`
+    (a server passes `()`: an image block's url can never name a file of the server's)."""
+    edit_graph = build_graph(
+        planner=planner, orchestrator=orchestrator, judge=judge, tools=tools, image_roots=image_roots
+    )
+    nodes = ChatNodes(planner=planner, edit_graph=edit_graph, image_roots=image_roots)
     builder = StateGraph(ChatState, context_schema=Context, input_schema=ChatInput, output_schema=ChatOutput)
     builder.add_node("read_turn", nodes.read_turn)
     builder.add_node("edit_turn", nodes.edit_turn)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -154,8 +155,10 @@ class EditNodes:
         orchestrator: BaseChatModel | None = None,
         judge: Judge | None = None,
         tools: Sequence[BaseTool],
+        image_roots: Sequence[Path] | None = None,
     ) -> None:
         self.planner = planner
+        self.image_roots = image_roots
         self.orchestrator = orchestrator
         self.judge = judge
         self.tools = list(tools)
@@ -188,7 +191,7 @@ class EditNodes:
         if not isinstance(state.get("goal"), str) or not state["goal"].strip():
             raise EditInputError("the goal is missing or empty: say what the edit should achieve")
         try:
-            ref = import_image_input(store, state["image"])
+            ref = import_image_input(store, state["image"], roots=self.image_roots)
         except ImageError as error:
             raise EditInputError(str(error)) from None
         catalog = load_catalog(store, ref["id"])

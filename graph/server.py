@@ -18,8 +18,9 @@ from pixplan.graph.api import EditError, async_postgres_checkpointer, is_postgre
 from pixplan.graph.builder import build_graph
 from pixplan.graph.chat import build_chat_graph
 
-graph = build_graph()
-chat = build_chat_graph()
+# A remote client names images by store id, base64 or data URL, never by a path on this machine.
+graph = build_graph(image_roots=())
+chat = build_chat_graph(image_roots=())
 
 
 @contextlib.asynccontextmanager

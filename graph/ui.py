@@ -53,29 +53,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
-    parser.add_argument("--db", help="SQLite checkpoint file (default: checkpoints.sqlite beside the store)")
+    parser.add_argument(
+        "--db",
+        help="checkpoints: a SQLite file (default: checkpoints.sqlite beside the store) or a "
+        "postgresql://user@host/db URL (needs the postgres extra)",
+    )
     add_context_arguments(parser)
     parser.set_defaults(func=run_ui)
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from pixplan.graph.api import check_db_path, check_specs
+    from pixplan.graph.api import check_db, check_specs
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be from 1 to 65535, got {args.port}")
     context = Context(**context_settings(args))
     check_specs(context)
-    db = check_db_path(args.db or default_db_path(context.store_dir))
+    db = check_db(args.db or default_db_path(context.store_dir))
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise SystemExit("pixplan ui: needs gradio: pip install 'pixplan[ui]'") from None
-    from pixplan.graph.api import sqlite_checkpointer
+    from pixplan.graph.api import open_checkpointer, redact_url
 
-    with sqlite_checkpointer(db) as saver:
+    with open_checkpointer(db) as saver:
         assistant = Assistant(context=context, checkpointer=saver)
         app = build_app(assistant)
-        print(f"pixplan ui on http://{args.host}:{args.port} (store {context.store_dir}, checkpoints {db})")
+        print(
+            f"pixplan ui on http://{args.host}:{args.port} (store {context.store_dir}, checkpoints "
+            f"{redact_url(str(db))})"
+        )
         sys.stdout.flush()
         app.queue(default_concurrency_limit=1).launch(
             server_name=args.host,

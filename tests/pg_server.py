@@ -45,7 +45,7 @@ def why_no_postgres() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -65,7 +65,7 @@ def postgres_server() -> Iterator[str]:
     if as_root:
         account = pwd.getpwnam("postgres")
         os.chown(folder, account.pw_uid, account.pw_gid)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
 
     def run(*args: str) -> None:

@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from graph_fakes import ECO_CALLS, ECO_PLAN, put_ad, run_eco
 from openai_stub import openai_stub
-from pg_server import postgres_server, why_no_postgres
+from pg_server import free_port, postgres_server, why_no_postgres
 
 from pixplan.tools.store import ImageStore
 from pixplan.training.cli import main
@@ -168,3 +169,46 @@ def test_bad_postgres_urls_are_one_line_errors(postgres_url, tmp_path, capsys, m
         == 2
     )
     assert "no run with thread id 'nothere'" in capsys.readouterr().err
+
+
+def test_pixplan_ui_opens_its_checkpoints_on_postgres(postgres_url, tmp_path, capsys):
+    """`pixplan ui --db postgresql://...` serves with its checkpoints on the server (the tables are set up); a bad
+    URL stops it before anything starts."""
+    pytest.importorskip("gradio", reason="pixplan ui needs the ui extra")
+    import httpx
+    import psycopg
+
+    store = ["--store", str(tmp_path / "store"), "--judge", "metric"]
+    assert main(["ui", "--db", "postgresql://127.0.0.1/db?bogus=1", *store]) == 2
+    assert "is not a valid PostgreSQL URL" in capsys.readouterr().err
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE ui")
+    url = postgres_url.rsplit("/", 1)[0] + "/ui"
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "pixplan.training.cli", "ui", "--port", str(port), "--db", url, *store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = ui.stdout.readline()  # printed once the checkpointer is open, just before the app serves
+        assert line.startswith(f"pixplan ui on http://127.0.0.1:{port}") and url in line, (
+            line + ui.stdout.read()
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert ui.poll() is None and time.monotonic() < deadline, ui.stdout.read()
+                time.sleep(0.5)
+        assert page.status_code == 200
+    finally:
+        os.killpg(ui.pid, signal.SIGKILL)
+        ui.wait(timeout=30)
+    with psycopg.connect(url) as connection:
+        tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables").fetchall()}
+    assert {"checkpoints", "checkpoint_blobs", "checkpoint_writes"} <= tables

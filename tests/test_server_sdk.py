@@ -1,5 +1,7 @@
-"""The SDK round trip: `langgraph dev` serves langgraph.json on 127.0.0.1, a `langgraph_sdk` client uploads an
-image, streams an edit, sends a follow-up edit of the result, and downloads the final image's bytes.
+"""The SDK round trip: `langgraph dev` serves langgraph.json on 127.0.0.1; a `langgraph_sdk` client sends the
+chat graph an image (a data URL) and a goal, streams the edit's events, sends a follow-up and an undo, and
+downloads the result images' bytes from the server's images route. With langgraph.postgres.json, the dev server
+keeps its checkpoints in a real PostgreSQL server.
 
 Models come from each run's context: a tiny random local model folder (`local:<path>`) and the metric judge,
 so a turn takes seconds. The server runs offline (no version check, no analytics, no tracing) in a folder of
@@ -8,6 +10,7 @@ its own, is always killed, and its log is printed when the test fails.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -127,55 +130,6 @@ def decode(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def test_sdk_round_trip_with_images_both_ways(tmp_path, tiny_model_folder):
-    from langgraph_sdk import get_sync_client
-
-    spec = f"local:{tiny_model_folder}"
-    context = {"planner_model": spec, "orchestrator_model": spec, "judge": "metric", "num_plan_candidates": 1}
-    upload = io.BytesIO()
-    make_ad(96).save(upload, format="PNG")
-    with langgraph_dev(tmp_path, tmp_path / "store") as url:
-        client = get_sync_client(url=url, timeout=httpx.Timeout(120.0))
-        sent = httpx.post(f"{url}/images", content=upload.getvalue(), timeout=30)
-        assert sent.status_code == 201, sent.text
-        image_id = sent.json()["id"]
-
-        results = []
-        for turn, goal in enumerate(["make the background green", "make it warmer"]):
-            thread = client.threads.create()
-            events = []
-            for part in client.runs.stream(
-                thread["thread_id"],
-                "pixplan",
-                input={"image": image_id, "goal": goal},
-                context=context,
-                stream_mode=["custom", "updates"],
-            ):
-                assert part.event != "error", part.data
-                if part.event == "custom":
-                    events.append(part.data["event"])
-            assert {"perceived", "planned", "step_started", "tool_chosen", "judged", "final"} <= set(
-                events
-            ), events
-            state = client.threads.get_state(thread["thread_id"])
-            values = state["values"]
-            assert values["status"] in ("passed", "failed") and not state["next"], (
-                turn,
-                values.get("status"),
-            )
-            results.append(values["current"]["id"])
-            image_id = values["current"]["id"]  # the follow-up edits the result
-
-        got = httpx.get(f"{url}/images/{results[-1]}", timeout=30)
-        assert got.status_code == 200 and got.headers["content-type"] == "image/png"
-        missing = httpx.get(f"{url}/images/{'0' * 24}", timeout=30)
-        assert missing.status_code == 404
-    final = decode(got.content)
-    original = decode(upload.getvalue())
-    assert final.size == original.size
-    assert ImageChops.difference(final, original).getbbox() is not None, "the served image is the upload"
-
-
 def test_the_postgres_config_is_langgraph_json_plus_a_checkpointer():
     plain = json.loads((REPO / "langgraph.json").read_text())
     postgres = json.loads((REPO / "langgraph.postgres.json").read_text())
@@ -220,3 +174,60 @@ def test_langgraph_dev_keeps_checkpoints_in_postgres(tmp_path, tiny_model_folder
             ).fetchone()
     assert values["status"] in ("passed", "failed") and values["current"]["id"] != image_id
     assert rows > 5, rows  # one checkpoint per super-step of the edit, in Postgres
+
+
+def image_blocks(message: dict) -> list[dict]:
+    content = message["content"]
+    return [block for block in content if isinstance(block, dict) and block.get("type") == "image"]
+
+
+def test_chat_over_the_sdk_goal_follow_up_undo_with_images_both_ways(tmp_path, tiny_model_folder):
+    """Three turns on one thread of the `chat` graph: an image (data URL) and a goal, a follow-up on the
+    result, an undo; the answers carry the result image, whose full bytes come from GET /images/{file_id}."""
+    from langgraph_sdk import get_sync_client
+
+    spec = f"local:{tiny_model_folder}"
+    context = {"planner_model": spec, "orchestrator_model": spec, "judge": "metric", "num_plan_candidates": 1}
+    upload = io.BytesIO()
+    make_ad(96).save(upload, format="PNG")
+    data_url = "data:image/png;base64," + base64.b64encode(upload.getvalue()).decode()
+    turns = [
+        [{"type": "text", "text": "make the background green"}, {"type": "image", "url": data_url}],
+        [{"type": "text", "text": "make it warmer"}],
+        [{"type": "text", "text": "undo that"}],
+    ]
+    with langgraph_dev(tmp_path, tmp_path / "store") as url:
+        client = get_sync_client(url=url, timeout=httpx.Timeout(120.0))
+        thread = client.threads.create()["thread_id"]
+        answers, seconds, edit_events = [], [], []
+        for content in turns:
+            started = time.monotonic()
+            for part in client.runs.stream(
+                thread,
+                "chat",
+                input={"messages": [{"role": "user", "content": content}]},
+                context=context,
+                stream_mode=["custom", "updates"],
+                stream_subgraphs=True,
+            ):
+                assert part.event != "error", part.data
+                if part.event.startswith("custom|edit_turn"):
+                    edit_events.append(part.data["event"])
+            seconds.append(time.monotonic() - started)
+            state = client.threads.get_state(thread)
+            assert not state["next"], state["next"]
+            answers.append(state["values"]["messages"][-1])
+        versions = state["values"]["versions"]
+        results = [image_blocks(answer)[0]["file_id"] for answer in answers]
+        downloads = [httpx.get(f"{url}/images/{image_id}", timeout=30) for image_id in results]
+    print(f"seconds per turn over the SDK: {[round(s, 2) for s in seconds]}")
+    assert all(answer["type"] == "ai" and len(image_blocks(answer)) == 1 for answer in answers), answers
+    assert {"planned", "step_started", "tool_chosen", "judged", "final"} <= set(edit_events), edit_events
+    assert all(got.status_code == 200 and got.headers["content-type"] == "image/png" for got in downloads)
+    original = decode(upload.getvalue())
+    first, second, undone = (decode(got.content) for got in downloads)
+    assert ImageChops.difference(first, original).getbbox() is not None, "turn 1 answered the upload"
+    assert ImageChops.difference(second, first).getbbox() is not None, "the follow-up changed nothing"
+    # The undo shows turn 1's result again, and the thread keeps every version.
+    assert results[2] == results[0] and undone.tobytes() == first.tobytes()
+    assert [v["image"]["id"] for v in versions][-2:] == [results[0], results[1]]

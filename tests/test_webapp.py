@@ -67,3 +67,26 @@ def test_bad_uploads_are_one_line_errors(client, store, monkeypatch):
     answer = client.post("/images", content=big)
     assert answer.status_code == 413 and "too large" in answer.json()["error"]
     assert list(store.root.glob("*.png")) == []
+
+
+def test_the_served_graphs_never_read_a_file_a_client_names(store, tmp_path):
+    """On the server, a client's image is a store id, base64 or a data URL: a path to a file of the server's is
+    refused (else the images route would hand that file out), where the local graphs read the path."""
+    from langchain_core.messages import HumanMessage
+
+    from pixplan.graph import server
+    from pixplan.graph.chat import build_chat_graph
+    from pixplan.graph.context import Context
+    from pixplan.graph.nodes import EditInputError
+
+    secret = tmp_path / "server-secret.png"
+    make_ad(32).save(secret)
+    context = Context(store_dir=str(store.root), judge="metric")
+    with pytest.raises(EditInputError, match="folders this server may read"):
+        server.graph.invoke({"image": str(secret), "goal": "make it green"}, context=context)
+    turn = {"messages": [HumanMessage(content=[{"type": "image", "url": str(secret)}])]}
+    served = server.chat.invoke(turn, context=context)
+    assert served["versions"] == [] and "could not use that image" in served["messages"][-1].text
+    assert list(store.root.glob("*.png")) == []
+    local = build_chat_graph().invoke(turn, context=context)  # the local graph reads the path it is given
+    assert len(local["versions"]) == 1 and local["versions"][0]["image"]["id"] in store
