@@ -154,23 +154,25 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
 
                 versions = page.locator("#versions .thumbnail-item")
                 expect(versions).to_have_count(2)  # the upload and the edit
-                expect(page.locator("#status textarea")).to_have_value("done: v1")
+                expect(page.locator("#status textarea")).to_have_value("showing version 1")
                 chat = page.locator("#chat")
                 expect(chat).to_contain_text("plan edited by the user")
                 expect(chat).to_contain_text("tool recolor on ")  # the step's tool and region
                 expect(chat).to_contain_text("judged: score")
-                expect(chat).to_contain_text("Done: passed")
+                expect(chat).to_contain_text("Result: version 1, judged 1.00 (passed)")
                 edited = wait_for_pixels(page, "#after", original, equal=False)
                 assert edited.shape == original.shape and np.abs(edited - original).mean() > 1
                 before = pixels(page, "#before")
                 assert np.array_equal(before, original)
                 page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
 
-                page.locator("#undo").click()
-                expect(page.locator("#status textarea")).to_have_value("current: v0")
+                page.locator("#undo").click()  # a turn "undo", read by the chat graph
+                expect(chat).to_contain_text("Undone: showing version 0")
+                expect(page.locator("#status textarea")).to_have_value("showing version 0")
                 assert np.array_equal(wait_for_pixels(page, "#after", original, equal=True), original)
-                versions.nth(1).click()  # back to the edit
-                expect(page.locator("#status textarea")).to_have_value("current: v1")
+                versions.nth(1).click()  # a turn "go to the second version (version 1)"
+                expect(chat).to_contain_text("Back: showing version 1")
+                expect(page.locator("#status textarea")).to_have_value("showing version 1")
                 assert np.array_equal(wait_for_pixels(page, "#after", edited, equal=True), edited)
                 expect(page.locator("#download")).to_be_enabled()
             finally:
