@@ -3,15 +3,16 @@ before/after, versions, undo, download.
 
 Why Gradio: its chat component takes the same role/content messages as LangChain, with images inside them and
 collapsible "thought" messages for progress; a generator handler streams each graph event to the page as it
-happens; image upload, gallery and download components come ready; it runs on 127.0.0.1 with no front-end build;
-and it is what this field's model demos are made with, so users know the page. (Streamlit reruns the whole script
-on every click, which fits a paused plan approval badly; a hand-written page would be more code to keep.)
+happens; image upload, gallery and download components come ready; it runs on 127.0.0.1 with no front-end
+build; and it is what this field's model demos are made with, so users know the page. (Streamlit reruns the
+whole script on every click, which fits a paused plan approval badly; a hand-written page would be more code
+to keep.)
 
-The page is a chat client of the chat graph (`pixplan.graph.chat`), one thread per browser tab: every action is
-a human turn, as a user would type it ("undo", "go to the second version"), the graph streams its progress
-events, interrupts for the plan and resumes with `Command(resume=...)`, and keeps the versions; this module only
-renders what the thread holds. Importing it loads neither gradio nor torch (gradio loads in `build_app`, models
-on the first turn).
+The page is a chat client of the chat graph (`pixplan.graph.chat`), one thread per browser tab: every action
+is a human turn, as a user would type it ("undo", "go to the second version"), the graph streams its progress
+events, interrupts for the plan and resumes with `Command(resume=...)`, and keeps the versions; this module
+only renders what the thread holds. Importing it loads neither gradio nor torch (gradio loads in `build_app`,
+models on the first turn).
 """
 
 from __future__ import annotations
@@ -32,18 +33,15 @@ from pixplan.graph.context import Context, add_context_arguments, context_settin
 
 INTRO = (
     "# pixplan: edit an image from a goal\n"
-    "**1.** Upload an image. **2.** Say what you want (*\"make the headline stand out\"*) and press **Edit**. "
+    '**1.** Upload an image. **2.** Say what you want (*"make the headline stand out"*) and press **Edit**. '
     "pixplan plans the edit as a checklist and steps, runs a tool on a region for each step and judges every "
     "result; you watch it happen in the conversation. Tick *Show me the plan first* to approve or change the "
-    "plan before anything is edited. Each result is a new version: **Undo** goes back one, clicking a version "
-    "goes back to it, and the next goal edits the version you see."
+    "plan before anything is edited. Each result is a new version: **Undo** goes back one, clicking a "
+    "version goes back to it, and the next goal edits the version you see."
 )
 
-#: Small result images in the conversation (before/after below show them large); progress lines as a log.
-CSS = """
-#chat img {max-height: 220px; width: auto; object-fit: contain;}
-#chat .message-content p, #chat .message-content li {font-size: 14px;}
-"""
+#: Small images in the conversation: Before and After below show them large.
+CSS = "#chat img {max-height: 220px; width: auto; object-fit: contain;}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ui",
         help="start the web app (upload an image, type a goal, watch the edit, approve the plan, undo)",
         description=(
-            "Start a local web app over pixplan's graph: upload an image, type a goal, watch the plan and each "
-            "step stream in, approve or edit the plan, compare before and after, go back through versions, "
-            "download the result. Needs the ui extra: pip install 'pixplan[ui]'."
+            "Start a local web app over pixplan's chat graph: upload an image, type a goal, watch the plan "
+            "and each step stream in, approve or edit the plan, compare before and after, go back through "
+            "versions, download the result. Needs the ui extra: pip install 'pixplan[ui]'."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
@@ -94,7 +92,7 @@ def run_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- the assistant: the chat graph and its threads ----------------------------------------------------------
+# -- the assistant: the chat graph and its threads -----------------------------------------------------------
 
 
 @dataclass
@@ -113,7 +111,6 @@ class Assistant:
 
         self.graph = build_chat_graph(checkpointer=self.checkpointer)
         self.approving = replace(self.context, approve_plan=True)
-        self.approving.__dict__["store"] = self.context.store  # one store for the app (a cached property)
 
     @property
     def store(self):
@@ -163,13 +160,14 @@ def go_to_text(number: int) -> str:
     return f"go to version {number}"
 
 
-# -- rendering ------------------------------------------------------------------------------------------------
+# -- rendering -----------------------------------------------------------------------------------------------
 
 
 def plan_lines(plan: dict[str, Any]) -> list[str]:
     lines = [f"- checklist {item['id']}: {item['text']}" for item in plan["checklist"]]
     lines += [
-        f"- step {step['id']}: {step['instruction']}" + (f" (tool {step['tool']})" if step.get("tool") else "")
+        f"- step {step['id']}: {step['instruction']}"
+        + (f" (tool {step['tool']})" if step.get("tool") else "")
         for step in plan["steps"]
     ]
     return lines
@@ -196,7 +194,7 @@ def version_label(version: dict[str, Any], current: int) -> str:
     return f"{'▶ ' if version['version'] == current else ''}v{version['version']}: {made}{score}"
 
 
-# -- the page -------------------------------------------------------------------------------------------------
+# -- the page ------------------------------------------------------------------------------------------------
 
 
 def build_app(assistant: Assistant):
@@ -227,8 +225,9 @@ def build_app(assistant: Assistant):
         ]
         return items
 
-    def view(session: dict[str, Any], chat: list, status: str) -> dict:
-        """Every output of the page from the session and its thread (one place decides what the page shows)."""
+    def view(session: dict[str, Any], chat: list, status: str, *, busy: bool = False) -> dict:
+        """Every output of the page from the session and its thread (one place decides what the page shows);
+        while a turn runs (`busy`) the buttons that start one are off."""
         values = thread_values(session)
         versions, current = values.get("versions", []), values.get("current", 0)
         shown = versions[current] if versions else None
@@ -240,7 +239,9 @@ def build_app(assistant: Assistant):
             before_image: None if parent is None else str(store.path(parent["image"]["id"])),
             versions_box: [(str(store.path(v["image"]["id"])), version_label(v, current)) for v in versions],
             download: gr.DownloadButton(value=after, interactive=after is not None),
-            undo_button: gr.Button(interactive=len(versions) > 1),
+            undo_button: gr.Button(interactive=not busy and len(versions) > 1),
+            send_button: gr.Button(interactive=not busy),
+            approve_button: gr.Button(interactive=not busy),
             plan_group: gr.Group(visible=session["waiting"]),
             status_box: status,
             state: session,
@@ -249,10 +250,14 @@ def build_app(assistant: Assistant):
     def run(session: dict[str, Any], chat: list, payload: Any) -> Iterator[dict]:
         """Stream one run of the thread into the conversation: a progress message that grows line by line,
         then the assistant's answer (or the plan, when it waits for approval)."""
-        progress = {"role": "assistant", "content": "", "metadata": {"title": "Working…", "status": "pending"}}
+        progress = {
+            "role": "assistant",
+            "content": "",
+            "metadata": {"title": "Working…", "status": "pending"},
+        }
         chat = [*chat, progress]
         lines: list[str] = []
-        yield view(session, chat, "working…")
+        yield view(session, chat, "working…", busy=True)
         try:
             for kind, value in assistant.stream(session["thread"], payload, approve=session["approve"]):
                 if kind == "event":
@@ -262,14 +267,16 @@ def build_app(assistant: Assistant):
                         progress["content"] = "\n".join(lines)
                         first = line.strip().splitlines()[0]
                         progress["metadata"]["title"] = "Working: " + first[:80]
-                        yield view(session, chat, first[:120])
+                        yield view(session, chat, first[:120], busy=True)
                 elif kind == "interrupt":
                     session.update(waiting=True, plan=value["plan"])
                     progress["metadata"] = {"title": "Planned: waiting for your approval"}  # left open
-                    note = f"\n\nNot valid: {value['error']}" if value.get("error") else ""
                     text = "Here is the plan. Run it as it is, or edit it (JSON) and run that:\n"
-                    chat.append({"role": "assistant", "content": text + "\n".join(plan_lines(value["plan"])) + note})
-                    yield {**view(session, chat, "waiting for your approval"), plan_box: json.dumps(value["plan"], indent=1)}
+                    text += "\n".join(plan_lines(value["plan"]))
+                    text += f"\n\nNot valid: {value['error']}" if value.get("error") else ""
+                    chat.append({"role": "assistant", "content": text})
+                    plan = json.dumps(value["plan"], indent=1)
+                    yield {**view(session, chat, "waiting for your approval"), plan_box: plan}
                 else:
                     progress["metadata"] = {"title": "What happened"}  # left open: the steps stay readable
                     if not lines:
@@ -293,7 +300,9 @@ def build_app(assistant: Assistant):
             yield view(session, chat, "a plan is waiting for your approval: run it first")
             return
         session["thread"] = session["thread"] or uuid.uuid4().hex[:12]
-        session["seen"] = len(thread_values(session).get("messages", [])) + 1  # the answers come after this turn
+        session["seen"] = (
+            len(thread_values(session).get("messages", [])) + 1
+        )  # the answers come after this turn
         chat = [*chat, {"role": "user", "content": text}]
         if image is not None:
             chat.append({"role": "user", "content": {"path": image}})
@@ -338,8 +347,8 @@ def build_app(assistant: Assistant):
     def on_select(session, chat, event: gr.SelectData) -> Iterator[dict]:
         yield from send(session, chat, go_to_text(event.index))
 
-    # Gradio finds the SelectData argument by its annotation, which `from __future__ import annotations` made a
-    # string it cannot resolve here.
+    # Gradio finds the SelectData argument by its annotation, which `from __future__ import annotations` made
+    # a string it cannot resolve here.
     on_select.__annotations__["event"] = gr.SelectData
 
     with gr.Blocks(title="pixplan") as app:
@@ -348,7 +357,10 @@ def build_app(assistant: Assistant):
         with gr.Row():
             with gr.Column(scale=2):
                 input_image = gr.Image(
-                    label="1. Your image", type="filepath", sources=["upload", "clipboard"], elem_id="input-image"
+                    label="1. Your image",
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    elem_id="input-image",
                 )
                 goal_box = gr.Textbox(
                     label="2. Goal", placeholder="make the headline stand out", elem_id="goal", lines=2
@@ -368,8 +380,12 @@ def build_app(assistant: Assistant):
                     label="Conversation", height=600, elem_id="chat", buttons=["copy"], render_markdown=False
                 )
         with gr.Row():
-            before_image = gr.Image(label="Before (what it was edited from)", interactive=False, elem_id="before", height=320)
-            after_image = gr.Image(label="After (current version)", interactive=False, elem_id="after", height=320)
+            before_image = gr.Image(
+                label="Before (what it was edited from)", interactive=False, elem_id="before", height=320
+            )
+            after_image = gr.Image(
+                label="After (current version)", interactive=False, elem_id="after", height=320
+            )
         with gr.Row():
             versions_box = gr.Gallery(
                 label="Versions: click one to go back to it",
@@ -386,8 +402,8 @@ def build_app(assistant: Assistant):
                 download = gr.DownloadButton("Download result", interactive=False, elem_id="download")
 
         outputs = [
-            chat_box, after_image, before_image, versions_box, download, undo_button, plan_group, plan_box,
-            status_box, state,
+            chat_box, after_image, before_image, versions_box, download, undo_button, send_button,
+            approve_button, plan_group, plan_box, status_box, state,
         ]  # fmt: skip
         input_image.upload(on_upload, [state, input_image], [state])
         for trigger in (send_button.click, goal_box.submit):

@@ -1,7 +1,8 @@
-"""`pixplan ui` in a real browser: the app runs as a subprocess on a free local port (a tiny random local model
-for planner and orchestrator, the metric judge) and headless Chromium, Debian's `chromium` package driven
-through Playwright (`executable_path`, no browser download), uses the page as a person would: upload an image,
-type a goal with "show me the plan first", edit the plan, run it, read the steps, undo, go back to a version.
+"""`pixplan ui` in a real browser: the app runs as a subprocess on a free local port (a tiny random local
+model for planner and orchestrator, the metric judge) and headless Chromium, Debian's `chromium` package
+driven through Playwright (`executable_path`, no browser download), uses the page as a person would: upload an
+image, type a goal with "show me the plan first", edit the plan, run it, read the steps, undo, go back to a
+version.
 
 Skips only where there is no browser (`apt-get install chromium`) or no Playwright (`pip install playwright`).
 Saves the page as `screenshot.png` in the test's tmp dir; with PIXPLAN_UI_SCREENSHOT=PATH also there (the
@@ -44,7 +45,9 @@ EDITED_PLAN = {
             "check": {"type": "changed", "region": "background", "min_fraction": 0.2},
         }
     ],
-    "steps": [{"id": "s1", "instruction": "Recolor the background green", "serves": ["c1"], "tool": "recolor"}],
+    "steps": [
+        {"id": "s1", "instruction": "Recolor the background green", "serves": ["c1"], "tool": "recolor"}
+    ],
 }
 
 
@@ -76,7 +79,12 @@ def ui_server(tmp_path, tiny_model_dir):
         "--candidates", "1", "--max-replans", "0", "--max-retries", "1",
     ]  # fmt: skip
     log_path = tmp_path / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     with log_path.open("w") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -111,7 +119,9 @@ def pixels(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"), dtype=np.int16)
 
 
-def wait_for_pixels(page, selector: str, expected: np.ndarray, *, equal: bool, timeout: float = 20) -> np.ndarray:
+def wait_for_pixels(
+    page, selector: str, expected: np.ndarray, *, equal: bool, timeout: float = 20
+) -> np.ndarray:
     deadline = time.monotonic() + timeout
     while True:
         shown = pixels(page, selector)
@@ -143,7 +153,7 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
                 page.locator("#plan-first input[type=checkbox]").check()
                 page.locator("#send").click()
 
-                # The plan waits for approval: the tiny model's plan is shown; the user types another and runs it.
+                # The plan waits for approval, the tiny model's shown; the user types another and runs it.
                 plan_box = page.locator("#plan textarea")
                 expect(plan_box).to_be_visible()
                 expect(plan_box).not_to_have_value("")
