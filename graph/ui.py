@@ -22,7 +22,6 @@ import base64
 import json
 import mimetypes
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,30 +55,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
-    parser.add_argument("--db", help="SQLite checkpoint file (default: checkpoints.sqlite beside the store)")
+    parser.add_argument(
+        "--db",
+        help="checkpoints: a SQLite file (default: checkpoints.sqlite beside the store) or a postgresql:// URL",
+    )
     add_context_arguments(parser)
     parser.set_defaults(func=run_ui)
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from pixplan.graph.api import check_db_path, check_specs
+    from pixplan.graph.api import check_db, check_specs, open_checkpointer, redact_url
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be from 1 to 65535, got {args.port}")
     context = Context(**context_settings(args))
     check_specs(context)
-    db = check_db_path(args.db or default_db_path(context.store_dir))
+    db = check_db(args.db or default_db_path(context.store_dir))
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise SystemExit("pixplan ui: needs gradio: pip install 'pixplan[ui]'") from None
-    from pixplan.graph.api import sqlite_checkpointer
-
-    with sqlite_checkpointer(db) as saver:
+    with open_checkpointer(db) as saver:
         assistant = Assistant(context=context, checkpointer=saver)
         app = build_app(assistant)
-        print(f"pixplan ui on http://{args.host}:{args.port} (store {context.store_dir}, checkpoints {db})")
-        sys.stdout.flush()
+        where = f"store {context.store_dir}, checkpoints {redact_url(str(db))}"
+        print(f"pixplan ui on http://{args.host}:{args.port} ({where})", flush=True)
         app.queue(default_concurrency_limit=1).launch(
             server_name=args.host,
             server_port=args.port,

@@ -174,6 +174,12 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
                 assert edited.shape == original.shape and np.abs(edited - original).mean() > 1
                 before = pixels(page, "#before")
                 assert np.array_equal(before, original)
+                # The conversation at its end (the steps and the answer) for the screenshot.
+                page.evaluate(
+                    "() => document.querySelectorAll('#chat *').forEach("
+                    "el => { if (el.scrollHeight > el.clientHeight + 4) el.scrollTop = el.scrollHeight; })"
+                )
+                page.wait_for_timeout(500)
                 page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
 
                 page.locator("#undo").click()  # a turn "undo", read by the chat graph
