@@ -42,7 +42,7 @@ def test_bad_flags_are_one_line_and_exit_2(flags, fragment, tmp_path, capsys):
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_the_ui_keeps_its_threads_in_postgres(tmp_path, make_ad):
     """`pixplan ui --db postgresql://...`: the assistant the page runs keeps its thread on a real PostgreSQL
-    server, so a restarted app (a new process, a new connection) finds the conversation and its versions."""
+    server, so the app started again (a new connection) finds the conversation and its versions."""
     from pg_server import postgres_server, why_no_postgres
 
     if why_no_postgres():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -158,16 +159,19 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
                 expect(plan_box).to_be_visible()
                 expect(plan_box).not_to_have_value("")
                 assert set(json.loads(plan_box.input_value())) == {"checklist", "steps"}
-                expect(page.locator("#chat")).to_contain_text("Here is the plan")
+                chat = page.locator("#chat")
+                expect(chat).to_contain_text("Here is the plan")
+                expect(chat).to_contain_text("planned (version 1")  # progress streamed before any answer
                 plan_box.fill(json.dumps(EDITED_PLAN))
                 page.locator("#approve").click()
 
                 versions = page.locator("#versions .thumbnail-item")
                 expect(versions).to_have_count(2)  # the upload and the edit
                 expect(page.locator("#status textarea")).to_have_value("showing version 1")
-                chat = page.locator("#chat")
                 expect(chat).to_contain_text("plan edited by the user")
-                expect(chat).to_contain_text("tool recolor on ")  # the step's tool and region
+                # The step's line: the tool, and the region it ran on.
+                step_line = re.compile(r"tool recolor on (r\d+|background|whole|\[)")
+                expect(chat).to_contain_text(step_line)
                 expect(chat).to_contain_text("judged: score")
                 expect(chat).to_contain_text("Result: version 1, judged 1.00 (passed)")
                 edited = wait_for_pixels(page, "#after", original, equal=False)
@@ -190,7 +194,10 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
                 expect(chat).to_contain_text("Back: showing version 1")
                 expect(page.locator("#status textarea")).to_have_value("showing version 1")
                 assert np.array_equal(wait_for_pixels(page, "#after", edited, equal=True), edited)
-                expect(page.locator("#download")).to_be_enabled()
+                with page.expect_download() as download:
+                    page.locator("#download").click()
+                saved = np.asarray(Image.open(download.value.path()).convert("RGB"), dtype=np.int16)
+                assert np.array_equal(saved, edited)
             finally:
                 browser.close()
     except BaseException:
