@@ -1,7 +1,8 @@
-"""`pixplan ui` in a real browser: the app runs as a subprocess on a free local port (a tiny random local model
-for planner and orchestrator, the metric judge) and headless Chromium, Debian's `chromium` package driven
-through Playwright (`executable_path`, no browser download), uses the page as a person would: upload an image,
-type a goal with "show me the plan first", edit the plan, run it, read the steps, undo, go back to a version.
+"""`pixplan ui` in a real browser: the app runs as a subprocess on a free local port (a tiny random local
+model for planner and orchestrator, the metric judge) and headless Chromium, Debian's `chromium` package
+driven through Playwright (`executable_path`, no browser download), uses the page as a person would: upload an
+image, type a goal with "show me the plan first", edit the plan, run it, read the steps, undo, go back to a
+version.
 
 Skips only where there is no browser (`apt-get install chromium`) or no Playwright (`pip install playwright`).
 Saves the page as `screenshot.png` in the test's tmp dir; with PIXPLAN_UI_SCREENSHOT=PATH also there (the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -44,7 +46,9 @@ EDITED_PLAN = {
             "check": {"type": "changed", "region": "background", "min_fraction": 0.2},
         }
     ],
-    "steps": [{"id": "s1", "instruction": "Recolor the background green", "serves": ["c1"], "tool": "recolor"}],
+    "steps": [
+        {"id": "s1", "instruction": "Recolor the background green", "serves": ["c1"], "tool": "recolor"}
+    ],
 }
 
 
@@ -76,7 +80,12 @@ def ui_server(tmp_path, tiny_model_dir):
         "--candidates", "1", "--max-replans", "0", "--max-retries", "1",
     ]  # fmt: skip
     log_path = tmp_path / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     with log_path.open("w") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -111,7 +120,9 @@ def pixels(page, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"), dtype=np.int16)
 
 
-def wait_for_pixels(page, selector: str, expected: np.ndarray, *, equal: bool, timeout: float = 20) -> np.ndarray:
+def wait_for_pixels(
+    page, selector: str, expected: np.ndarray, *, equal: bool, timeout: float = 20
+) -> np.ndarray:
     deadline = time.monotonic() + timeout
     while True:
         shown = pixels(page, selector)
@@ -143,36 +154,50 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
                 page.locator("#plan-first input[type=checkbox]").check()
                 page.locator("#send").click()
 
-                # The plan waits for approval: the tiny model's plan is shown; the user types another and runs it.
+                # The plan waits for approval, the tiny model's shown; the user types another and runs it.
                 plan_box = page.locator("#plan textarea")
                 expect(plan_box).to_be_visible()
                 expect(plan_box).not_to_have_value("")
                 assert set(json.loads(plan_box.input_value())) == {"checklist", "steps"}
-                expect(page.locator("#chat")).to_contain_text("Here is the plan")
+                chat = page.locator("#chat")
+                expect(chat).to_contain_text("Here is the plan")
+                expect(chat).to_contain_text("planned (version 1")  # progress streamed before any answer
                 plan_box.fill(json.dumps(EDITED_PLAN))
                 page.locator("#approve").click()
 
                 versions = page.locator("#versions .thumbnail-item")
                 expect(versions).to_have_count(2)  # the upload and the edit
-                expect(page.locator("#status textarea")).to_have_value("done: v1")
-                chat = page.locator("#chat")
+                expect(page.locator("#status textarea")).to_have_value("showing version 1")
                 expect(chat).to_contain_text("plan edited by the user")
-                expect(chat).to_contain_text("tool recolor on ")  # the step's tool and region
+                # The step's line: the tool, and the region it ran on.
+                step_line = re.compile(r"tool recolor on (r\d+|background|whole|\[)")
+                expect(chat).to_contain_text(step_line)
                 expect(chat).to_contain_text("judged: score")
-                expect(chat).to_contain_text("Done: passed")
+                expect(chat).to_contain_text("Result: version 1, judged 1.00 (passed)")
                 edited = wait_for_pixels(page, "#after", original, equal=False)
                 assert edited.shape == original.shape and np.abs(edited - original).mean() > 1
                 before = pixels(page, "#before")
                 assert np.array_equal(before, original)
+                # The conversation at its end (the steps and the answer) for the screenshot.
+                page.evaluate(
+                    "() => document.querySelectorAll('#chat *').forEach("
+                    "el => { if (el.scrollHeight > el.clientHeight + 4) el.scrollTop = el.scrollHeight; })"
+                )
+                page.wait_for_timeout(500)
                 page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
 
-                page.locator("#undo").click()
-                expect(page.locator("#status textarea")).to_have_value("current: v0")
+                page.locator("#undo").click()  # a turn "undo", read by the chat graph
+                expect(chat).to_contain_text("Undone: showing version 0")
+                expect(page.locator("#status textarea")).to_have_value("showing version 0")
                 assert np.array_equal(wait_for_pixels(page, "#after", original, equal=True), original)
-                versions.nth(1).click()  # back to the edit
-                expect(page.locator("#status textarea")).to_have_value("current: v1")
+                versions.nth(1).click()  # a turn "go to the second version (version 1)"
+                expect(chat).to_contain_text("Back: showing version 1")
+                expect(page.locator("#status textarea")).to_have_value("showing version 1")
                 assert np.array_equal(wait_for_pixels(page, "#after", edited, equal=True), edited)
-                expect(page.locator("#download")).to_be_enabled()
+                with page.expect_download() as download:
+                    page.locator("#download").click()
+                saved = np.asarray(Image.open(download.value.path()).convert("RGB"), dtype=np.int16)
+                assert np.array_equal(saved, edited)
             finally:
                 browser.close()
     except BaseException:
