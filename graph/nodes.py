@@ -79,6 +79,29 @@ def plan_choices(tool_names: Sequence[str], catalog: RegionCatalog | None) -> di
     }
 
 
+def planner_messages(
+    goal: str,
+    current: dict[str, Any],
+    catalog_text: str,
+    tools: Sequence[BaseTool],
+    max_steps: int,
+    history: str = "",
+) -> list[BaseMessage]:
+    """The planner's request for a plan of `goal` on image `current` (before any image block). Planner training
+    renders its examples with it, so what is trained is served."""
+    task = prompts.PLANNER_TASK.format(
+        goal=goal,
+        width=current["width"],
+        height=current["height"],
+        catalog=catalog_text,
+        tools=prompts.format_tools(list(tools)),
+        example=prompts.worked_example(),
+        history=history,
+        max_steps=max_steps,
+    )
+    return [SystemMessage(prompts.PLANNER_SYSTEM), HumanMessage(task)]
+
+
 def tool_spec(tool: BaseTool) -> dict[str, Any]:
     """A tool's schema as the model sees it: without ``image_id``, which the graph fills in (`_one_call`)."""
     spec = convert_to_openai_tool(tool)
@@ -234,20 +257,11 @@ class EditNodes:
             history = prompts.REPLAN_HISTORY.format(
                 done=prompts.format_done_steps(state.get("attempts", [])), failed=problems or "- (unknown)"
             )
-        current = state["current"]
-        task = prompts.PLANNER_TASK.format(
-            goal=state["goal"],
-            width=current["width"],
-            height=current["height"],
-            catalog=state["catalog_text"],
-            tools=prompts.format_tools(self.tools),
-            example=prompts.worked_example(),
-            history=history,
-            max_steps=context.max_steps,
+        messages = planner_messages(
+            state["goal"], state["current"], state["catalog_text"], self.tools, context.max_steps, history
         )
-        messages: list[BaseMessage] = [SystemMessage(prompts.PLANNER_SYSTEM), HumanMessage(task)]
         if self._images_for(model, context):
-            messages = _with_image(messages, store, current["id"])
+            messages = _with_image(messages, store, state["current"]["id"])
         constrained = plan_choices(self.tool_names, catalog) if _takes_choices(model) else {}
         structured = model.with_structured_output(Plan, **constrained)
         usage: dict[str, RoleUsage] = {}

@@ -78,7 +78,7 @@ def test_local_folder_loads_once_and_serves(tmp_path):
 def test_importing_pixplan_graph_models_loads_no_torch_or_sdk():
     code = (
         "import sys; import pixplan.graph.models, pixplan.graph.local, pixplan.graph.llm_judge; "
-        "heavy = [m for m in ('torch', 'transformers', 'trl', 'openai', 'anthropic') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'openai', 'anthropic') if m in sys.modules]; "
         "print(heavy); assert not heavy"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -113,6 +113,19 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[di
     return tokenizer.apply_chat_template(messages, tools=listed, tokenize=False, add_generation_prompt=True)
 
 
+def with_format_instruction(chat: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation of a structured answer: the system turn tells the model what JSON to write (briefly:
+    the decoder enforces the structure). Structured prompts (the planner's) are rendered through this."""
+    lines = [
+        f"Answer with one JSON object: {schema.get('title', 'the answer')}. {schema.get('description', '')}"
+    ]
+    for key, sub in schema.get("properties", {}).items():
+        if "description" in sub:
+            lines.append(f"- {key}: {sub['description']}")
+    note = "\n".join(lines).strip()
+    return [{"role": "system", "content": chat[0]["content"] + "\n\n" + note}, *chat[1:]]
+
+
 def format_json(value: Any) -> str:
     """JSON exactly as the chat template's ``tojson`` writes it (default separators, non-ASCII kept)."""
     return json.dumps(value, ensure_ascii=False)

@@ -33,6 +33,7 @@ from pixplan.graph.local.chat_format import (
     prepare_tokenizer,
     render_prompt,
     to_chat_messages,
+    with_format_instruction,
 )
 from pixplan.graph.local.choices import Choices, Lengths, colour_arguments, colour_options, hint_words
 from pixplan.graph.local.decoding import ConstrainedDecoder, DecodeSettings, Vocab
@@ -78,6 +79,11 @@ class LocalChatModel(BaseChatModel):
     model: Any = Field(exclude=True, description="A transformers causal LM (eval mode).")
     tokenizer: Any = Field(exclude=True, description="Its tokenizer, with the qwen2_5 template set.")
     model_name: str = "local"
+    adapter: str | None = Field(
+        default=None,
+        description="The peft LoRA adapter (by the name `load_adapter` gave it) switched on for this model's "
+        "calls; None: the base weights alone, every adapter off. Variants of one base share its weights.",
+    )
     temperature: float = 0.0
     seed: int | None = None
     max_tokens: int = Field(default=512, description="Most tokens of a free-text answer.")
@@ -140,7 +146,12 @@ class LocalChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "temperature": self.temperature, "seed": self.seed}
+        return {
+            "model_name": self.model_name,
+            "adapter": self.adapter,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
@@ -158,11 +169,41 @@ class LocalChatModel(BaseChatModel):
         """The decoding settings a figure depends on (for traces and eval summaries)."""
         return {
             "model_name": self.model_name,
+            "adapter": self.adapter,
             "hints": self.hints,
             "temperature": self.temperature,
             "fill_optional_args": self.fill_optional_args,
             "prefix_cache_size": self.prefix_cache_size,
         }
+
+    def load_adapter(self, path: str | Path, name: str) -> str:
+        """Load the peft LoRA adapter in `path` into the shared weights as `name` (once); returns the name.
+
+        The weights hold every adapter loaded this way; a model's `adapter` field says which one its calls use
+        (`model_copy(update={"adapter": name})` gives a variant on the same weights).
+        """
+        with self._lock:
+            if name not in (getattr(self.model, "peft_config", None) or {}):
+                self.model.load_adapter(str(path), adapter_name=name)
+                self.model.eval()  # the new LoRA layers would otherwise apply their dropout when serving
+        return name
+
+    def _switch_adapter(self) -> None:
+        """Put this model's adapter on (and the others off) before it decodes; called under the shared lock.
+
+        peft's own layer switches, on every LoRA layer (transformers' `set_adapter` wants a newer peft)."""
+        loaded = getattr(self.model, "peft_config", None) or {}
+        if self.adapter is not None and self.adapter not in loaded:
+            raise ValueError(f"adapter {self.adapter!r} is not loaded into {self.model_name}")
+        if not loaded:
+            return
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in self.model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.enable_adapters(self.adapter is not None)
+                if self.adapter is not None:
+                    module.set_adapter(self.adapter, inference_mode=True)
 
     def _get_vocab(self) -> Vocab:
         if self._vocab is None:
@@ -267,11 +308,12 @@ class LocalChatModel(BaseChatModel):
         tool_choice = kwargs.get("tool_choice")
         chat = to_chat_messages(messages)
         if schema is not None:
-            chat = _with_format_instruction(chat, schema)
+            chat = with_format_instruction(chat, schema)
         listed = tools if tools and tool_choice != "none" else None
         prompt = render_prompt(self.tokenizer, chat, listed)
         started = time.perf_counter()
         with self._lock, _torch_threads(self.num_threads):
+            self._switch_adapter()
             decoder = self._decoder(prompt, kwargs, kwargs.get("choices") or {})
             try:
                 message = None
@@ -475,18 +517,6 @@ class LocalChatModel(BaseChatModel):
             raise OutputParserException(f"no valid {json_schema.get('title', 'output')}: {error}")
 
         return RunnableLambda(run, name=f"{self.model_name}.structured")
-
-
-def _with_format_instruction(chat: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
-    """Tell the model what JSON to write (briefly: the decoder enforces the structure)."""
-    lines = [
-        f"Answer with one JSON object: {schema.get('title', 'the answer')}. {schema.get('description', '')}"
-    ]
-    for key, sub in schema.get("properties", {}).items():
-        if "description" in sub:
-            lines.append(f"- {key}: {sub['description']}")
-    note = "\n".join(lines).strip()
-    return [{"role": "system", "content": chat[0]["content"] + "\n\n" + note}, *chat[1:]]
 
 
 def _allowed_tools(tools: list[dict], tool_choice: Any) -> list[str]:
