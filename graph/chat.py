@@ -47,6 +47,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from pixplan.graph import prompts
+from pixplan.graph.api import recursion_limit
 from pixplan.graph.builder import build_graph
 from pixplan.graph.context import Context, run_context
 from pixplan.graph.models import cached_chat_model, takes_choices
@@ -244,8 +245,6 @@ class ChatNodes:
         On a plan review the subgraph interrupts and this node runs again on resume: everything before the
         subgraph call is free of side effects.
         """
-        from pixplan.graph.api import recursion_limit
-
         context = run_context(runtime)
         request, versions = state["request"], state["versions"]
         base = versions[state["current"]]
