@@ -212,3 +212,20 @@ def test_pixplan_ui_opens_its_checkpoints_on_postgres(postgres_url, tmp_path, ca
     with psycopg.connect(url) as connection:
         tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables").fetchall()}
     assert {"checkpoints", "checkpoint_blobs", "checkpoint_writes"} <= tables
+
+
+def test_the_async_checkpointer_for_the_server(postgres_url):
+    """What langgraph.postgres.json opens: set up on a live server, a one-line error on a closed port."""
+    import asyncio
+
+    from pixplan.graph.api import EditError, async_postgres_checkpointer
+
+    async def newest(url: str):
+        async with async_postgres_checkpointer(url) as saver:
+            return type(saver).__name__, await saver.aget_tuple({"configurable": {"thread_id": "none"}})
+
+    assert asyncio.run(newest(postgres_url)) == ("AsyncPostgresSaver", None)
+    closed = postgres_url.rsplit(":", 1)[0] + ":1/postgres"
+    with pytest.raises(EditError, match="cannot connect") as caught:
+        asyncio.run(newest(closed))
+    assert "\n" not in str(caught.value)
