@@ -124,19 +124,21 @@ def run_exact(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pixplan.training import train_orchestrator
+    from pixplan.training import train_orchestrator, train_planner
 
     parser = subparsers.add_parser(
         "train",
-        help="learning: reward tables (collect), their exactness check (exact), orchestrator training (sft, dpo)",
+        help="learning: reward tables (collect), their exactness check (exact), orchestrator (sft, dpo) and "
+        "planner training",
         description="Learning jobs. Each takes --config FILE.yaml and flags (`pixplan train JOB --help`).",
     )
-    jobs = parser.add_subparsers(dest="train_command", required=True, metavar="{collect,exact,sft,dpo}")
+    jobs = parser.add_subparsers(dest="train_command", required=True, metavar="{collect,exact,sft,dpo,planner}")
     for name, func, help_text in (
         ("collect", run_collect, CollectConfig.__doc__),
         ("exact", run_exact, ExactConfig.__doc__),
         ("sft", train_orchestrator.run_sft, "SFT of the orchestrator (LoRA) on each step's best action."),
         ("dpo", train_orchestrator.run_dpo, "DPO of the orchestrator (LoRA) on best versus worse actions."),
+        ("planner", train_planner.run_planner, "Planner self-training (LoRA): SFT on checklist-scored plans."),
     ):
         # Every flag after the job belongs to TrlParser: this parser takes no options of its own.
         job = jobs.add_parser(name, help=help_text.strip(), add_help=False, prefix_chars="+")

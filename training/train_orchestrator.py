@@ -84,7 +84,7 @@ def training_dataset(job: str, data: OrchestratorData, tokenizer: Any):
     return Dataset.from_dict(rows | {name: examples[name] for name in columns})
 
 
-def _check_length(dataset: Any, tokenizer: Any, max_length: int | None) -> None:
+def check_length(dataset: Any, tokenizer: Any, max_length: int | None) -> None:
     if max_length is None:
         return
     longest = max(
@@ -121,7 +121,7 @@ def build_trainer(job: str, data: OrchestratorData, training_args: Any, model_ar
         dataset = training_dataset(job, data, tokenizer)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"pixplan train {job}: {error}") from None
-    _check_length(dataset, tokenizer, training_args.max_length)
+    check_length(dataset, tokenizer, training_args.max_length)
     trainer_class = SFTTrainer if job == "sft" else DPOTrainer
     return trainer_class(
         model=model,
