@@ -239,7 +239,8 @@ def build_app(assistant: Assistant):
             before_image: None if parent is None else str(store.path(parent["image"]["id"])),
             versions_box: [(str(store.path(v["image"]["id"])), version_label(v, current)) for v in versions],
             download: gr.DownloadButton(value=after, interactive=after is not None),
-            undo_button: gr.Button(interactive=not busy and len(versions) > 1),
+            # Undo only where the thread has a change to take back: else the words would be read as an edit.
+            undo_button: gr.Button(interactive=not busy and bool(values.get("previous"))),
             send_button: gr.Button(interactive=not busy),
             approve_button: gr.Button(interactive=not busy),
             plan_group: gr.Group(visible=session["waiting"]),
@@ -345,6 +346,9 @@ def build_app(assistant: Assistant):
         yield from send(session, chat, "undo")
 
     def on_select(session, chat, event: gr.SelectData) -> Iterator[dict]:
+        if event.index == thread_values(session).get("current"):
+            yield view(session, chat, f"showing version {event.index}")
+            return
         yield from send(session, chat, go_to_text(event.index))
 
     # Gradio finds the SelectData argument by its annotation, which `from __future__ import annotations` made

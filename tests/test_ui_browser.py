@@ -190,6 +190,7 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
                 expect(chat).to_contain_text("Undone: showing version 0")
                 expect(page.locator("#status textarea")).to_have_value("showing version 0")
                 assert np.array_equal(wait_for_pixels(page, "#after", original, equal=True), original)
+                expect(page.locator("#undo")).to_be_disabled()  # nothing left to take back
                 versions.nth(1).click()  # a turn "go to the second version (version 1)"
                 expect(chat).to_contain_text("Back: showing version 1")
                 expect(page.locator("#status textarea")).to_have_value("showing version 1")
