@@ -1,11 +1,14 @@
-"""Seconds per TRL training step of the orchestrator (SFT, DPO) with SmolLM2-135M-Instruct and a LoRA.
+"""Seconds per TRL training step of the orchestrator (SFT, DPO, GRPO) with SmolLM2-135M-Instruct and a LoRA.
 
     .venv/bin/python benchmarks/bench_train_orchestrator.py                 # sft and dpo, batch 1, 2 steps
     .venv/bin/python benchmarks/bench_train_orchestrator.py --jobs sft --batch 8 --steps 1
+    .venv/bin/python benchmarks/bench_train_orchestrator.py --jobs listwise grpo --batch 4 --steps 2
 
 Collects a reward table on the benchmark's eco task (two tools, a few seconds) in a temporary folder, then
-builds the trainers exactly as `pixplan train sft|dpo` does (`build_trainer`, the LoRA of the YAML files) and
-times `trainer.train()` for `--steps` steps. Prints one JSON object: tokens per row, seconds per step.
+builds the trainers exactly as `pixplan train sft|dpo|grpo` does (`build_trainer`, the LoRA of the YAML files)
+and times `trainer.train()` for `--steps` steps. `listwise` and `grpo` are the two objectives of `train grpo`
+(a listwise row is one step with `--candidates` actions; a grpo batch is `--batch` rollouts, `--generations` per
+step). Prints one JSON object: tokens per row, seconds per step.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", nargs="+", default=["sft", "dpo"], choices=["sft", "dpo"])
+    parser.add_argument(
+        "--jobs", nargs="+", default=["sft", "dpo"], choices=["sft", "dpo", "listwise", "grpo"]
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--model", default=None, help="a causal LM folder (default: the local SmolLM2)")
+    parser.add_argument("--candidates", type=int, default=16, help="listwise: actions scored per step")
+    parser.add_argument("--generations", type=int, default=4, help="grpo: rollouts per step")
     args = parser.parse_args()
 
     import torch
-    from trl import DPOConfig, ModelConfig, SFTConfig
+    from trl import DPOConfig, GRPOConfig, ModelConfig, SFTConfig
 
+    from pixplan.training import train_grpo
     from pixplan.training.benchmark import generate_tasks
     from pixplan.training.rewards import collect
     from pixplan.training.train_orchestrator import OrchestratorData, build_trainer
@@ -40,18 +48,21 @@ def main() -> None:
         collect(tasks, Path(folder) / "rewards", workers=1, tools=["replace_background", "adjust_tone"])
         report["collect_seconds"] = round(time.perf_counter() - start, 1)
         for job in args.jobs:
-            config_class = SFTConfig if job == "sft" else DPOConfig
+            config_class = {"sft": SFTConfig, "dpo": DPOConfig}.get(job, GRPOConfig)
+            extra = (
+                {"num_generations": args.generations} if config_class is GRPOConfig else {"max_length": None}
+            )
             training = config_class(
                 output_dir=str(Path(folder) / job),
                 max_steps=args.steps,
                 per_device_train_batch_size=args.batch,
-                max_length=None,
                 logging_steps=1,
                 report_to="none",
                 save_strategy="no",
                 use_cpu=on_cpu,
                 bf16=not on_cpu,
                 gradient_checkpointing=False,
+                **extra,
             )
             model = ModelConfig(
                 model_name_or_path=args.model,
@@ -60,10 +71,26 @@ def main() -> None:
                 lora_alpha=32,
                 lora_target_modules=["all-linear"],
             )
-            data = OrchestratorData(table=str(Path(folder) / "rewards"), split="all")
-            trainer = build_trainer(job, data, training, model)
-            column = "input_ids" if job == "sft" else "prompt_ids"
-            tokens = max(len(row[column]) for row in trainer.train_dataset)
+            table = str(Path(folder) / "rewards")
+            if config_class is GRPOConfig:
+                data = train_grpo.GRPOData(
+                    table=table, split="all", objective=job, candidates=args.candidates
+                )
+                trainer = train_grpo.build_trainer(data, training, model)
+                tokenizer = trainer.processing_class
+                tokens = max(
+                    len(tokenizer.encode(row["prompt"], add_special_tokens=False))
+                    + sum(
+                        len(tokenizer.encode(c, add_special_tokens=False))
+                        for c in json.loads(row["candidates"])
+                    )
+                    * (job == "listwise")
+                    for row in trainer.train_dataset
+                )
+            else:
+                trainer = build_trainer(job, OrchestratorData(table=table, split="all"), training, model)
+                column = "input_ids" if job == "sft" else "prompt_ids"
+                tokens = max(len(row[column]) for row in trainer.train_dataset)
             start = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - start

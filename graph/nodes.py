@@ -62,6 +62,17 @@ def _region_ids(catalog: RegionCatalog | None) -> list[str]:
     return [i for i in ids if i not in ("whole", "background")] + ["whole", "background"]
 
 
+def decoding_options(regions: Sequence[dict[str, Any]], instruction: str) -> dict[str, Any]:
+    """What a local orchestrator decodes a step's call among (`LocalChatModel.bind_tools` arguments): the catalog's
+    region ids, the step's words as hints, and what each named region is called. Training rollouts use it too."""
+    named = [r for r in regions if r["kind"] not in ("whole", "background")]
+    return {
+        "choices": {"region": _region_ids({"regions": list(regions)})},
+        "hint_text": instruction,
+        "labels": {r["id"]: r["label"].replace('"', "") for r in named},
+    }
+
+
 def plan_choices(tool_names: Sequence[str], catalog: RegionCatalog | None) -> dict[str, Any]:
     """What a local planner decodes among: numbered ids, steps serving the plan's own checklist ids and naming
     a known tool, checks on catalog regions (``with_structured_output(Plan, **plan_choices(...))``)."""
@@ -402,12 +413,9 @@ class EditNodes:
         if _takes_choices(model):  # known regions, the step's words as hints, the rejected calls excluded
             regions = (load_catalog(store, state["original"]["id"]) or {"regions": []})["regions"]
             rejected = [a for a in step_attempts(state, index) if not a["accepted"] and a["tool"]]
-            named = [r for r in regions if r["kind"] not in ("whole", "background")]
             bound = model.bind_tools(
                 specs,
-                choices={"region": _region_ids({"regions": regions})},
-                hint_text=plan.steps[index].instruction,
-                labels={r["id"]: r["label"].replace('"', "") for r in named},
+                **decoding_options(regions, plan.steps[index].instruction),
                 exclude=[{"name": a["tool"], "args": a["args"]} for a in rejected],
                 hints=context.hints,
             )

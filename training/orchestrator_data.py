@@ -4,7 +4,9 @@ For each (task, plan, step) of a table the prompt is the orchestrate node's own 
 (`ORCHESTRATOR_SYSTEM` and `graph.nodes.step_message` on the task's original image and catalog text), the tools
 its specs (`graph.nodes.tool_spec`), and a completion is a tool call written by `format_completion` with the
 arguments in the tool schema's order, as the constrained decoder writes them. SFT takes the best action of each
-step (rejection sampling: only rewards above `min_reward`); DPO pairs it with worse actions of the same step.
+step (rejection sampling: only rewards above `min_reward`); DPO pairs it with worse actions of the same step;
+GRPO (`grpo_examples`) takes each step's candidate actions with their rewards and what the decoder chooses among
+there (`graph.nodes.decoding_options`), so its rollouts decode as the node does.
 
 `messages` and `tools` are JSON strings: Arrow would merge the argument dicts of different rows into one struct
 (absent keys becoming nulls) and the rendered text would no longer be the served one. `render` turns a row
@@ -23,7 +25,7 @@ from langchain_core.tools import BaseTool
 
 from pixplan.graph import prompts
 from pixplan.graph.local.chat_format import format_completion, render_prompt, to_chat_messages
-from pixplan.graph.nodes import step_message, tool_spec
+from pixplan.graph.nodes import decoding_options, step_message, tool_spec
 from pixplan.graph.schemas import Plan
 from pixplan.tools.perception import describe_catalog
 from pixplan.tools.store import ImageStore
@@ -69,7 +71,7 @@ class PromptBuilder:
         self.store = ImageStore(self.table_dir / "store")
         self.tasks = {task.id: task for task in load_tasks(self.table_dir / "tasks.jsonl")}
         self._plans: dict[str, dict[str, Plan]] = {}
-        self._images: dict[str, tuple[dict[str, Any], str]] = {}
+        self._images: dict[str, tuple[dict[str, Any], str, list[dict[str, Any]]]] = {}
 
     def plan(self, task_id: str, name: str) -> Plan:
         if task_id not in self._plans:
@@ -77,16 +79,25 @@ class PromptBuilder:
             self._plans[task_id] = {key: Plan.model_validate(value) for key, value in raw.items()}
         return self._plans[task_id][name]
 
-    def messages(self, task_id: str, plan_name: str, step_id: str) -> list[dict[str, Any]]:
-        """Chat-template dicts of the system prompt and the step's request on the task's original image."""
+    def _image(self, task_id: str) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
         if task_id not in self._images:
             image, catalog = prepare(self.tasks[task_id], self.store)
-            self._images[task_id] = (image, describe_catalog(catalog) if catalog else "")
-        image, catalog_text = self._images[task_id]
+            text, regions = (describe_catalog(catalog), catalog["regions"]) if catalog else ("", [])
+            self._images[task_id] = (image, text, regions)
+        return self._images[task_id]
+
+    def messages(self, task_id: str, plan_name: str, step_id: str) -> list[dict[str, Any]]:
+        """Chat-template dicts of the system prompt and the step's request on the task's original image."""
+        image, catalog_text, _ = self._image(task_id)
         plan = self.plan(task_id, plan_name)
         index = [step.id for step in plan.steps].index(step_id)
         request = step_message(plan, index, image, catalog_text)
         return to_chat_messages([SystemMessage(prompts.ORCHESTRATOR_SYSTEM), request])
+
+    def options(self, task_id: str, plan_name: str, step_id: str) -> dict[str, Any]:
+        """What the node's local model decodes the step's call among (`decoding_options`)."""
+        step = next(step for step in self.plan(task_id, plan_name).steps if step.id == step_id)
+        return decoding_options(self._image(task_id)[2], step.instruction)
 
 
 def _example(builder: PromptBuilder, key: tuple[str, str, str], best: dict[str, Any], tools_json: str):
@@ -161,6 +172,43 @@ def dpo_examples(
                     "rejected_reward": other["reward"],
                 }
             )
+    if not rows:
+        raise ValueError(f"no step of the table in {table_dir} has two actions of different rewards")
+    return Dataset.from_list(rows)
+
+
+def grpo_examples(
+    table_dir: str | os.PathLike[str],
+    *,
+    candidates: int | None = None,
+    split: str | None = None,
+    tools: list[BaseTool] | None = None,
+):
+    """One example per step whose actions' rewards differ (a step where every action scores alike teaches
+    nothing): its candidate actions as completions (`candidates` JSON list, best first; at most `candidates`,
+    picked evenly over the ranks, the best always in) with their `rewards`, and the decoder's `options`."""
+    from datasets import Dataset
+
+    if candidates is not None and candidates < 2:
+        raise ValueError(f"candidates must be at least 2, not {candidates}")
+    groups = step_groups(table_dir, split)
+    specs = served_tools(tools)
+    by_name = {spec["function"]["name"]: spec for spec in specs}
+    builder, tools_json = PromptBuilder(table_dir), json.dumps(specs)
+    rows = []
+    for key, group in groups.items():
+        if group[0]["reward"] == group[-1]["reward"]:
+            continue
+        count = len(group) if candidates is None else min(candidates, len(group))
+        kept = [group[round(j * (len(group) - 1) / max(1, count - 1))] for j in range(count)]
+        rows.append(
+            {
+                **_example(builder, key, group[0], tools_json),
+                "candidates": json.dumps([format_completion(tool_calls=[call_of(r, by_name)]) for r in kept]),
+                "rewards": [r["reward"] for r in kept],
+                "options": json.dumps(builder.options(*key)),
+            }
+        )
     if not rows:
         raise ValueError(f"no step of the table in {table_dir} has two actions of different rewards")
     return Dataset.from_list(rows)

@@ -1,5 +1,5 @@
-"""`pixplan train collect|exact|sft|dpo`: reward tables, their exactness check and orchestrator training, as
-TRL-style entry points.
+"""`pixplan train collect|exact|sft|dpo|grpo`: reward tables, their exactness check and orchestrator
+training, as TRL-style entry points.
 
 Each job's settings are a config dataclass whose fields carry `metadata={"help": ...}`, parsed by TRL's
 `TrlParser`: a YAML file through `--config` (see `training/configs/`), then command-line flags over it.
@@ -7,6 +7,7 @@ Each job's settings are a config dataclass whose fields carry `metadata={"help":
     pixplan train collect --config training/configs/collect.yaml --per_family 3
     pixplan train exact --config training/configs/exact.yaml
     pixplan train sft --config training/configs/sft.yaml      (training/train_orchestrator.py)
+    pixplan train grpo --config training/configs/grpo.yaml    (training/train_grpo.py)
 """
 
 from __future__ import annotations
@@ -124,20 +125,23 @@ def run_exact(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pixplan.training import train_orchestrator, train_planner
+    from pixplan.training import train_grpo, train_orchestrator, train_planner
 
     parser = subparsers.add_parser(
         "train",
-        help="learning: reward tables (collect), their exactness check (exact), orchestrator (sft, dpo) and "
-        "planner training",
+        help="learning: reward tables (collect), their exactness check (exact), orchestrator (sft, dpo, grpo) "
+        "and planner training",
         description="Learning jobs. Each takes --config FILE.yaml and flags (`pixplan train JOB --help`).",
     )
-    jobs = parser.add_subparsers(dest="train_command", required=True, metavar="{collect,exact,sft,dpo,planner}")
+    jobs = parser.add_subparsers(
+        dest="train_command", required=True, metavar="{collect,exact,sft,dpo,grpo,planner}"
+    )
     for name, func, help_text in (
         ("collect", run_collect, CollectConfig.__doc__),
         ("exact", run_exact, ExactConfig.__doc__),
         ("sft", train_orchestrator.run_sft, "SFT of the orchestrator (LoRA) on each step's best action."),
         ("dpo", train_orchestrator.run_dpo, "DPO of the orchestrator (LoRA) on best versus worse actions."),
+        ("grpo", train_grpo.run_grpo, "The orchestrator (LoRA) towards the table's rewards (listwise, GRPO)."),
         ("planner", train_planner.run_planner, "Planner self-training (LoRA): SFT on checklist-scored plans."),
     ):
         # Every flag after the job belongs to TrlParser: this parser takes no options of its own.
