@@ -41,6 +41,7 @@ def build_graph(
     tools: Sequence[BaseTool] | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
     image_roots: Sequence[Path] | None = None,
+    default_store_only: bool = False,
 ) -> CompiledStateGraph:
     """Build the edit graph. Models and the judge not given are resolved from the run context when used.
 
@@ -54,13 +55,21 @@ def build_graph(
         image_roots: folders an input image given as a path may lie in. None reads any file the caller names
             (local use: the CLI, `edit()`, `pixplan ui`); a server passes `()`, so that a remote client sends
             ids, base64 and data URLs but can never name a file of the server's.
+        default_store_only: every run uses the default store (`$PIXPLAN_STORE`, else ~/.cache/pixplan/store)
+            and a context naming another is refused: a server sets it, so a client cannot point the store at
+            a folder of its choice. False: each run's context chooses.
     """
     if tools is None:
         from pixplan.tools import TOOLS
 
         tools = TOOLS
     nodes = EditNodes(
-        planner=planner, orchestrator=orchestrator, judge=judge, tools=tools, image_roots=image_roots
+        planner=planner,
+        orchestrator=orchestrator,
+        judge=judge,
+        tools=tools,
+        image_roots=image_roots,
+        default_store_only=default_store_only,
     )
     builder = StateGraph(
         EditState, context_schema=Context, input_schema=InputState, output_schema=OutputState

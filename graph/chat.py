@@ -171,14 +171,16 @@ class ChatNodes:
         planner: BaseChatModel | None,
         edit_graph: CompiledStateGraph,
         image_roots: Sequence[Path] | None = None,
+        default_store_only: bool = False,
     ) -> None:
         self.planner = planner
         self.edit_graph = edit_graph
         self.image_roots = image_roots
+        self.default_store_only = default_store_only  # a server's: no run may use another store
 
     def read_turn(self, state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Read the user's message: store its image as a new version, then classify what the words ask for."""
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         store = context.store
         versions, current = list(state.get("versions", [])), state.get("current", 0)
         turn = state.get("turn", 0) + 1
@@ -245,7 +247,7 @@ class ChatNodes:
         On a plan review the subgraph interrupts and this node runs again on resume: everything before the
         subgraph call is free of side effects.
         """
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         request, versions = state["request"], state["versions"]
         base = versions[state["current"]]
         if request["action"] == "plan_first":
@@ -283,7 +285,7 @@ class ChatNodes:
 
     def switch_version(self, state: ChatState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Undo (back to the version shown before the last change) or show version N again."""
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         request, versions = state["request"], state["versions"]
         current, previous = state["current"], list(state.get("previous", []))
         if request["action"] == "undo":
@@ -401,15 +403,24 @@ def build_chat_graph(
     tools: Sequence[BaseTool] | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
     image_roots: Sequence[Path] | None = None,
+    default_store_only: bool = False,
 ) -> CompiledStateGraph:
     """Build the chat graph. Models, judge and tools are the edit graph's (`build_graph`); the planner model also
     classifies the turns. Not given, they resolve from the run's `Context`. A thread needs a checkpointer (the
-    versions live in it): pass one, or let `langgraph dev` bring its own. `image_roots` as for `build_graph`
+    versions live in it): pass one, or let `langgraph dev` bring its own. `image_roots`, `default_store_only` as for
+    `build_graph`
     (a server passes `()`: an image block's url can never name a file of the server's)."""
     edit_graph = build_graph(
-        planner=planner, orchestrator=orchestrator, judge=judge, tools=tools, image_roots=image_roots
+        planner=planner,
+        orchestrator=orchestrator,
+        judge=judge,
+        tools=tools,
+        image_roots=image_roots,
+        default_store_only=default_store_only,
     )
-    nodes = ChatNodes(planner=planner, edit_graph=edit_graph, image_roots=image_roots)
+    nodes = ChatNodes(
+        planner=planner, edit_graph=edit_graph, image_roots=image_roots, default_store_only=default_store_only
+    )
     builder = StateGraph(ChatState, context_schema=Context, input_schema=ChatInput, output_schema=ChatOutput)
     builder.add_node("read_turn", nodes.read_turn)
     builder.add_node("edit_turn", nodes.edit_turn)

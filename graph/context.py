@@ -176,20 +176,27 @@ class Context:
         }
 
 
-def run_context(runtime: Runtime[Context]) -> Context:
+def run_context(runtime: Runtime[Context], default_store_only: bool = False) -> Context:
     """The run's settings: the context the caller gave (a `Context` or a dict of its fields), or the defaults
-    when none was given (`graph.invoke(input)`, or the graph as a node of a parent graph without a context)."""
+    when none was given (`graph.invoke(input)`, or the graph as a node of a parent graph without a context).
+
+    `default_store_only` (a server: `build_graph(default_store_only=True)`): every run uses the default store
+    (`$PIXPLAN_STORE`, else ~/.cache/pixplan/store, the one the images route serves), resolved per run; a
+    context naming another is refused, so a remote client can neither write into a folder of its choice nor
+    read another store's images by id."""
     context = runtime.context
-    if isinstance(context, Context):
-        return context
     if context is None:
-        return _default_context(str(default_store_dir()))
-    if isinstance(context, dict):  # a parent graph's context: the fields it shares with ours
+        context = _default_context(str(default_store_dir()))
+    elif isinstance(context, dict):  # a parent graph's context: the fields it shares with ours
         names = {item.name for item in fields(Context)}
-        return Context(**{key: value for key, value in context.items() if key in names})
-    raise TypeError(
-        f"the edit graph's context is a pixplan Context or a dict of its fields, got {type(context).__name__}"
-    )
+        context = Context(**{key: value for key, value in context.items() if key in names})
+    elif not isinstance(context, Context):
+        raise TypeError(
+            f"the edit graph's context is a pixplan Context or a dict of its fields, got {type(context).__name__}"
+        )
+    if default_store_only and Path(context.store_dir).resolve() != default_store_dir().resolve():
+        raise ValueError("store_dir cannot be set by a run on this graph: it keeps its images in its own store")
+    return context
 
 
 @lru_cache(maxsize=4)

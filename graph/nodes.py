@@ -190,9 +190,11 @@ class EditNodes:
         judge: Judge | None = None,
         tools: Sequence[BaseTool],
         image_roots: Sequence[Path] | None = None,
+        default_store_only: bool = False,
     ) -> None:
         self.planner = planner
         self.image_roots = image_roots
+        self.default_store_only = default_store_only  # a server's: no run may use another store
         self.orchestrator = orchestrator
         self.judge = judge
         self.tools = list(tools)
@@ -220,7 +222,7 @@ class EditNodes:
         """Import the image into the store if needed and build its region catalog."""
         from pixplan.tools.perception import build_catalog, describe_catalog
 
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         store = context.store
         if not isinstance(state.get("goal"), str) or not state["goal"].strip():
             raise EditInputError("the goal is missing or empty: say what the edit should achieve")
@@ -252,7 +254,7 @@ class EditNodes:
 
     def plan(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Sample candidate plans (re-asking malformed ones with their errors), score them, keep the best."""
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         store = context.store
         catalog = load_catalog(store, state["original"]["id"])
         version = state.get("plan_version", 0) + 1
@@ -353,7 +355,7 @@ class EditNodes:
 
     def review_plan(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Pause for the user: resume with True (accept) or an edited plan (a dict in the Plan schema)."""
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         catalog = load_catalog(context.store, state["original"]["id"])
         request: dict[str, Any] = {
             "question": "Accept this plan, or send an edited one.",
@@ -383,7 +385,7 @@ class EditNodes:
 
     def orchestrate(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Ask the tool-calling model for one tool call that executes the current step."""
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         plan = Plan.model_validate(state["plan"])
         current = state["current"]
         history = list(state.get("messages", []))
@@ -476,7 +478,7 @@ class EditNodes:
     def act(self, state: EditState, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Run the tool call with LangGraph's ToolNode; tools find the run's store in `configurable`."""
         result = self.tool_node.invoke(
-            {"messages": state["messages"]}, store_config(run_context(runtime).store, config)
+            {"messages": state["messages"]}, store_config(run_context(runtime, self.default_store_only).store, config)
         )
         message = result["messages"][-1]
         if message.status == "error":
@@ -489,7 +491,7 @@ class EditNodes:
 
     def judge_step(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Judge what the step's tool call made; accept it as the current image if it passes."""
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         started = time.perf_counter()
         plan = Plan.model_validate(state["plan"])
         index = state["step_index"]
@@ -577,7 +579,7 @@ class EditNodes:
 
     def judge_final(self, state: EditState, runtime: Runtime[Context]) -> dict[str, Any]:
         """Judge the whole edit, original against current, on the full checklist."""
-        context = run_context(runtime)
+        context = run_context(runtime, self.default_store_only)
         plan = Plan.model_validate(state["plan"])
         request = JudgeRequest(
             scope="final",

@@ -19,8 +19,9 @@ from pixplan.graph.builder import build_graph
 from pixplan.graph.chat import build_chat_graph
 
 # A remote client names images by store id, base64 or data URL, never by a path on this machine.
-graph = build_graph(image_roots=())
-chat = build_chat_graph(image_roots=())
+# A client names no file of the server's (image_roots=()) and no store but the one GET /images serves.
+graph = build_graph(image_roots=(), default_store_only=True)
+chat = build_chat_graph(image_roots=(), default_store_only=True)
 
 
 @contextlib.asynccontextmanager

@@ -6,9 +6,9 @@
 
 A remote client sends an image by uploading it here (or inline, as a data URL in its message) and fetches a
 result by the id in the run's output. The store is the graphs' default one, `$PIXPLAN_STORE` (else
-`~/.cache/pixplan/store`), the same folder `Context.store_dir` defaults to; a run whose context names another
-`store_dir` keeps its images there, out of this route's reach. LangGraph applies no authentication to custom
-routes unless `http.enable_custom_route_auth` is set: behind a public address, put auth in front of it.
+`~/.cache/pixplan/store`), the same folder `Context.store_dir` defaults to; the served graphs refuse a run
+whose context names another (`default_store_only`). LangGraph applies no authentication to custom routes
+unless `http.enable_custom_route_auth` is set: behind a public address, put auth in front of it.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import pytest
@@ -90,3 +91,24 @@ def test_the_served_graphs_never_read_a_file_a_client_names(store, tmp_path):
     assert list(store.root.glob("*.png")) == []
     local = build_chat_graph().invoke(turn, context=context)  # the local graph reads the path it is given
     assert len(local["versions"]) == 1 and local["versions"][0]["image"]["id"] in store
+
+
+def test_the_served_graphs_keep_their_images_in_the_default_store_only(store, tmp_path):
+    """A client's run context cannot point the server's store at a folder of its choice (nor at another store
+    whose ids it knows): the served graphs refuse any store but the default one, before anything is written."""
+    from langchain_core.messages import HumanMessage
+
+    from pixplan.graph import server
+    from pixplan.graph.context import Context
+
+    elsewhere = tmp_path / "client-chosen"
+    image = {"image": "data:image/png;base64," + base64.b64encode(png_bytes(make_ad(32))).decode(), "goal": "g"}
+    with pytest.raises(ValueError, match="store_dir cannot be set by a run on this graph"):
+        server.graph.invoke(image, context=Context(store_dir=str(elsewhere), judge="metric"))
+    turn = {"messages": [HumanMessage(content=[{"type": "text", "text": "make it green"}])]}
+    with pytest.raises(ValueError, match="store_dir cannot be set"):
+        server.chat.invoke(turn, context={"store_dir": str(elsewhere)})
+    assert not elsewhere.exists()
+    # the default store (here the test's $PIXPLAN_STORE) is accepted: the turn is read and answered
+    answered = server.chat.invoke(turn, context=Context(store_dir=str(store.root), judge="metric"))
+    assert answered["messages"][-1].type == "ai"
