@@ -1,5 +1,5 @@
-"""`pixplan train collect|exact|sft|dpo|grpo`: reward tables, their exactness check and orchestrator
-training, as TRL-style entry points.
+"""`pixplan train collect|exact|sft|dpo|grpo|planner|all`: reward tables, their exactness check, orchestrator and
+planner training, and the whole sequence that reproduces the shipped adapters, as TRL-style entry points.
 
 Each job's settings are a config dataclass whose fields carry `metadata={"help": ...}`, parsed by TRL's
 `TrlParser`: a YAML file through `--config` (see `training/configs/`), then command-line flags over it.
@@ -8,6 +8,8 @@ Each job's settings are a config dataclass whose fields carry `metadata={"help":
     pixplan train exact --config training/configs/exact.yaml
     pixplan train sft --config training/configs/sft.yaml      (training/train_orchestrator.py)
     pixplan train grpo --config training/configs/grpo.yaml    (training/train_grpo.py)
+    pixplan train planner --config training/configs/planner.yaml    (training/train_planner.py)
+    pixplan train all --out runs/train-all [--hold_out night --hold_out retro] [--ship true]
 """
 
 from __future__ import annotations
@@ -60,6 +62,28 @@ class ExactConfig:
     )
     max_steps: int = field(default=3, metadata={"help": "Only tasks whose plan has 2..max_steps steps."})
     instances: int = field(default=10, metadata={"help": "How many tasks to roll out exhaustively."})
+
+
+@dataclass
+class AllConfig:
+    """Reproduce the shipped adapters from scratch: collect, then the orchestrator's SFT, then the planner's."""
+
+    out: str = field(default="runs/train-all", metadata={"help": "Folder of the table and both adapters."})
+    per_family: int = field(default=2, metadata={"help": "Train tasks collected per goal family."})
+    hold_out: list[str] | None = field(
+        default=None, metadata={"help": "Goal families left out of collection and training (repeatable)."}
+    )
+    workers: int | None = field(default=None, metadata={"help": "Collection processes (default: one per CPU)."})
+    orchestrator_steps: int = field(
+        default=6, metadata={"help": "Optimizer steps of the orchestrator's SFT (-1: one epoch of sft.yaml)."}
+    )
+    planner_steps: int = field(
+        default=8, metadata={"help": "Optimizer steps of the planner's SFT (-1: one epoch of planner.yaml)."}
+    )
+    ship: bool = field(
+        default=False,
+        metadata={"help": "Copy both adapters (float16) into graph/local/adapters/, the offline defaults."},
+    )
 
 
 def parse(config_class: type, argv: list[str], job: str):
@@ -124,6 +148,49 @@ def run_exact(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_all(args: argparse.Namespace) -> int:
+    """collect -> sft (orchestrator) -> planner, each timed; `--ship` makes the results the shipped adapters."""
+    import time
+    from pathlib import Path
+
+    from pixplan.training import train_orchestrator, train_planner
+    from pixplan.training.eval_cli import _tasks
+    from pixplan.training.families import FAMILIES
+    from pixplan.training.rewards import collect
+
+    config = parse(AllConfig, args.rest, "all")
+    unknown = sorted(set(config.hold_out or ()) - set(FAMILIES))
+    if unknown:
+        raise SystemExit(f"pixplan train all: unknown families {unknown} in --hold_out")
+    out = Path(config.out)
+    selection = argparse.Namespace(tasks=None, split="train", family=None, per_family=config.per_family, limit=None)
+    tasks = [task for task in _tasks(selection) if task.family not in (config.hold_out or ())]
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    collect(tasks, out / "rewards", workers=config.workers)
+    stages["collect"] = round(time.perf_counter() - start, 1)
+    configs = Path(__file__).parent / "configs"
+    table = ["--table", str(out / "rewards")]
+    start = time.perf_counter()
+    sft = ["--config", str(configs / "sft.yaml"), *table, "--output_dir", str(out / "orchestrator")]
+    sft += ["--max_steps", str(config.orchestrator_steps)]
+    train_orchestrator.train("sft", *train_orchestrator.parse("sft", sft))
+    stages["orchestrator_sft"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    planner = ["--config", str(configs / "planner.yaml"), *table, "--output_dir", str(out / "planner")]
+    planner += ["--max_steps", str(config.planner_steps)]
+    train_planner.train(*train_planner.parse(planner))
+    stages["planner_sft"] = round(time.perf_counter() - start, 1)
+    summary = {"tasks": len(tasks), "hold_out": config.hold_out or [], "seconds": stages}
+    if config.ship:
+        from pixplan.training.train_planner import ship_adapter
+
+        summary["shipped"] = [str(ship_adapter(out / name, name)) for name in ("orchestrator", "planner")]
+    (out / "train_all.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from pixplan.training import train_grpo, train_orchestrator, train_planner
 
@@ -134,7 +201,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Learning jobs. Each takes --config FILE.yaml and flags (`pixplan train JOB --help`).",
     )
     jobs = parser.add_subparsers(
-        dest="train_command", required=True, metavar="{collect,exact,sft,dpo,grpo,planner}"
+        dest="train_command", required=True, metavar="{collect,exact,sft,dpo,grpo,planner,all}"
     )
     for name, func, help_text in (
         ("collect", run_collect, CollectConfig.__doc__),
@@ -143,6 +210,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("dpo", train_orchestrator.run_dpo, "DPO of the orchestrator (LoRA) on best versus worse actions."),
         ("grpo", train_grpo.run_grpo, "The orchestrator (LoRA) towards the table's rewards (listwise, GRPO)."),
         ("planner", train_planner.run_planner, "Planner self-training (LoRA): SFT on checklist-scored plans."),
+        ("all", run_all, AllConfig.__doc__),
     ):
         # Every flag after the job belongs to TrlParser: this parser takes no options of its own.
         job = jobs.add_parser(name, help=help_text.strip(), add_help=False, prefix_chars="+")

@@ -166,3 +166,28 @@ def run_planner(args: argparse.Namespace) -> int:
         summary["last_log"] = trainer.state.log_history[-1]
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def ship_adapter(folder: str | Path, name: str) -> Path:
+    """Copy a trained adapter into ``graph/local/adapters/<name>`` (the offline default of its role), its
+    weights in float16 (half the size; they are cast back to the base model's dtype when loaded)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from pixplan.graph.models import SHIPPED_ADAPTERS
+
+    if name not in SHIPPED_ADAPTERS:
+        raise ValueError(f"shipped adapters are {SHIPPED_ADAPTERS}, not {name!r}")
+    import pixplan.graph.local as local
+
+    target = Path(local.__file__).parent / "adapters" / name
+    target.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(Path(folder) / "adapter_model.safetensors"))
+    save_file({key: value.half() for key, value in weights.items()}, str(target / "adapter_model.safetensors"))
+    config = json.loads((Path(folder) / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "smollm2"  # pixplan's converted SmolLM2 (graph.models.smollm2_dir)
+    (target / "adapter_config.json").write_text(json.dumps(config, indent=1) + "\n")
+    for info in Path(folder).glob("pixplan_*.json"):
+        shutil.copy(info, target / info.name)
+    return target
