@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "postgresql://user@host/db URL (needs the postgres extra)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="plan and orchestrate with the base local model, no trained adapters (--planner and "
+        "--orchestrator still override)",
+    )
     add_context_arguments(parser)
     parser.set_defaults(func=run_edit)
 
@@ -111,6 +117,18 @@ def _review(request: dict[str, Any]) -> Any:
     return json.loads(Path(handle.name).read_text())
 
 
+def edit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings the flags give; `--untrained` serves the base local model (no adapters) in every role
+    whose model was not named."""
+    settings = context_settings(args)
+    if args.untrained:
+        from pixplan.graph.models import DEFAULT_MODEL
+
+        settings.setdefault("planner_model", DEFAULT_MODEL)
+        settings.setdefault("orchestrator_model", DEFAULT_MODEL)
+    return settings
+
+
 def run_edit(args: argparse.Namespace) -> int:
     from pixplan.graph.api import edit
 
@@ -120,7 +138,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from pixplan.tools.store import check_output_path
 
     output = check_output_path(args.output)
-    settings = context_settings(args)
+    settings = edit_settings(args)
     thread_id = args.resume or args.thread_id or uuid.uuid4().hex[:12]
     if not args.quiet:
         print(f"{'resuming' if args.resume else 'starting'} run {thread_id}", flush=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from pixplan.graph.models import DEFAULT_MODEL
+from pixplan.graph.models import DEFAULT_ORCHESTRATOR, DEFAULT_PLANNER
 from pixplan.tools.store import ImageStore, default_store_dir
 
 
@@ -26,14 +26,14 @@ class Context:
     """Settings of one edit run."""
 
     planner_model: str = field(
-        default=DEFAULT_MODEL,
+        default=DEFAULT_PLANNER,
         metadata={
             "flag": "--planner",
             "description": "Chat model that writes the checklist and steps ('provider:model' spec).",
         },
     )
     orchestrator_model: str = field(
-        default=DEFAULT_MODEL,
+        default=DEFAULT_ORCHESTRATOR,
         metadata={
             "flag": "--orchestrator",
             "description": "Tool-calling chat model that picks tool, region and arguments per step.",

@@ -99,3 +99,51 @@ def test_bad_adapter_specs_fail_on_one_line(tiny_dir, tmp_path):
     with pytest.raises(ValueError, match=r"--orchestrator 'local:smollm2\+nowhere': adapter 'nowhere'"):
         check_model_spec("local:smollm2+nowhere", "--orchestrator")
 
+
+
+def test_shipped_adapters_are_the_offline_defaults_and_untrained_turns_them_off():
+    import json
+
+    from pixplan.graph.cli import edit_settings
+    from pixplan.graph.context import Context
+    from pixplan.graph.models import DEFAULT_MODEL, SHIPPED_ADAPTERS, adapter_dir
+    from pixplan.training.cli import build_parser
+    from pixplan.training.eval_cli import _system
+
+    for name in SHIPPED_ADAPTERS:
+        config = json.loads((adapter_dir(name) / "adapter_config.json").read_text())
+        assert config["peft_type"] == "LORA"
+        assert (adapter_dir(name) / "adapter_model.safetensors").stat().st_size < 12_000_000
+        check_model_spec(f"local:smollm2+{name}", name)
+    context = Context()
+    assert (context.planner_model, context.orchestrator_model) == (
+        "local:smollm2+planner",
+        "local:smollm2+orchestrator",
+    )
+    parser = build_parser()
+    edit = ["edit", "a.png", "goal", "-o", "x.png"]
+    assert edit_settings(parser.parse_args(edit)) == {}
+    untrained = edit_settings(parser.parse_args([*edit, "--untrained", "--planner", "openai:m"]))
+    assert untrained == {"planner_model": "openai:m", "orchestrator_model": DEFAULT_MODEL}
+    # eval's summary always says which models (and adapters) ran.
+    _, settings = _system(parser.parse_args(["eval", "--system", "llm"]))
+    assert settings == {
+        "planner": "local:smollm2+planner",
+        "orchestrator": "local:smollm2+orchestrator",
+        "hints": True,
+    }
+    _, settings = _system(parser.parse_args(["eval", "--system", "llm", "--untrained", "--no-hints"]))
+    assert settings == {"planner": DEFAULT_MODEL, "orchestrator": DEFAULT_MODEL, "hints": False}
+
+
+@pytest.mark.slow
+def test_shipped_adapters_load_onto_smollm2_and_change_its_logits():
+    base = load_chat_model("local:smollm2")
+    planner = load_chat_model("local:smollm2+planner")
+    orchestrator = load_chat_model("local:smollm2+orchestrator")
+    assert planner.model is base.model is orchestrator.model
+    ids = torch.tensor([base.tokenizer.encode("Make this advertisement more eco-friendly")])
+    logits = [served_logits(model, ids) for model in (base, planner, orchestrator)]
+    assert not torch.allclose(logits[0], logits[1], atol=1e-3)
+    assert not torch.allclose(logits[0], logits[2], atol=1e-3)
+    assert torch.allclose(served_logits(base, ids), logits[0])  # and the base again has every adapter off

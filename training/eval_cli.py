@@ -24,15 +24,15 @@ def _system(args: argparse.Namespace):
     from pixplan.training import systems
 
     if args.system == "llm":
+        from pixplan.graph.models import DEFAULT_MODEL, DEFAULT_ORCHESTRATOR, DEFAULT_PLANNER
+
+        # Always recorded, like hints: a figure says which models (and which adapters) made it.
         settings = {
-            key: value
-            for key, value in (
-                ("planner", args.planner),
-                ("orchestrator", args.orchestrator),
-                ("judge", args.graph_judge),
-            )
-            if value is not None
+            "planner": args.planner or (DEFAULT_MODEL if args.untrained else DEFAULT_PLANNER),
+            "orchestrator": args.orchestrator or (DEFAULT_MODEL if args.untrained else DEFAULT_ORCHESTRATOR),
         }
+        if args.graph_judge is not None:
+            settings["judge"] = args.graph_judge
         settings["hints"] = args.hints  # always recorded: a figure says whether the model or the hint chose
         return partial(systems.llm, **settings), settings
     table = {
@@ -214,6 +214,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--planner", help="llm: planner model spec")
     parser.add_argument("--orchestrator", help="llm: orchestrator model spec")
     parser.add_argument("--graph-judge", help="llm: the graph's own judge ('metric' or a model spec)")
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="llm: the base local model for planner and orchestrator, no adapters (default: the shipped "
+        "planner and orchestrator adapters; --planner/--orchestrator still override)",
+    )
     parser.add_argument(
         "--no-hints",
         dest="hints",
