@@ -171,8 +171,6 @@ def run_planner(args: argparse.Namespace) -> int:
 def ship_adapter(folder: str | Path, name: str) -> Path:
     """Copy a trained adapter into ``graph/local/adapters/<name>`` (the offline default of its role), its
     weights in float16 (half the size; they are cast back to the base model's dtype when loaded)."""
-    import shutil
-
     from safetensors.torch import load_file, save_file
 
     from pixplan.graph.models import SHIPPED_ADAPTERS
@@ -188,6 +186,8 @@ def ship_adapter(folder: str | Path, name: str) -> Path:
     config = json.loads((Path(folder) / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "smollm2"  # pixplan's converted SmolLM2 (graph.models.smollm2_dir)
     (target / "adapter_config.json").write_text(json.dumps(config, indent=1) + "\n")
-    for info in Path(folder).glob("pixplan_*.json"):
-        shutil.copy(info, target / info.name)
+    for info in Path(folder).glob("pixplan_*.json"):  # what trained it, without the per-task report (task ids
+        record = json.loads(info.read_text())  # and families stay out of graph/)
+        record.pop("per_task", None)
+        (target / info.name).write_text(json.dumps(record, indent=1) + "\n")
     return target
