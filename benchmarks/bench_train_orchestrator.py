@@ -61,7 +61,7 @@ def main() -> None:
                 save_strategy="no",
                 use_cpu=on_cpu,
                 bf16=not on_cpu,
-                gradient_checkpointing=False,
+                gradient_checkpointing=job == "grpo",  # train grpo --objective grpo requires it
                 **extra,
             )
             model = ModelConfig(

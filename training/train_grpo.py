@@ -269,6 +269,10 @@ def build_trainer(data: GRPOData, training_args: Any, model_args: Any):
             processing_class=tokenizer,
             temperature=data.listwise_temperature,
         )
+    if (
+        not training_args.gradient_checkpointing
+    ):  # measured: TRL's loss then has no gradient here (not understood)
+        raise SystemExit("pixplan train grpo: --objective grpo needs gradient_checkpointing: true")
     reward = TableReward(data.table, judge=data.judge, tokenizer=tokenizer)
     return GRPOTrainer(
         model=model,
