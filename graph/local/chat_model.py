@@ -184,7 +184,21 @@ class LocalChatModel(BaseChatModel):
         """
         with self._lock:
             if name not in (getattr(self.model, "peft_config", None) or {}):
-                self.model.load_adapter(str(path), adapter_name=name)
+                import warnings
+
+                from transformers.utils import logging as hf_logging
+
+                # transformers reports the other adapters' LoRA keys as "MISSING ... newly initialized" when a
+                # second adapter loads (they are not in its file; their weights are left as they are, tested in
+                # test_adapters.py), and peft warns of several adapters on one model: both by design here.
+                verbosity = hf_logging.get_verbosity()
+                hf_logging.set_verbosity_error()
+                try:
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                        self.model.load_adapter(str(path), adapter_name=name)
+                finally:
+                    hf_logging.set_verbosity(verbosity)
                 self.model.eval()  # the new LoRA layers would otherwise apply their dropout when serving
         return name
 
