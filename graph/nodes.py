@@ -4,7 +4,7 @@
 from the run context (`load_chat_model(spec)`), so the graph builds without keys, weights or torch. Nodes write
 facts (a plan, a tool call, a verdict); the routers in `routing.py` decide what follows.
 
-About 600 lines: the seven nodes of one graph, each reading top to bottom, and what the nodes pass a local
+About 630 lines: the seven nodes of one graph, each reading top to bottom, and what the nodes pass a local
 model (`plan_choices`, the catalog's region ids, tool schemas without ``image_id``); what is not a node (plan
 validation and scoring, model resolution, prompts, routing) lives in its own module.
 """

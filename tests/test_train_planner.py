@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 from langgraph.runtime import Runtime
-from tiny_lm import tiny_causal_lm, tiny_local_model, tiny_tokenizer
+from test_train_orchestrator import table_dir, tiny_dir  # noqa: F401  (module fixtures, reused)
+from tiny_lm import tiny_local_model, tiny_tokenizer
 
 from pixplan.graph.context import Context
 from pixplan.graph.local.chat_format import render_prompt
@@ -17,7 +18,6 @@ from pixplan.graph.models import load_chat_model
 from pixplan.graph.nodes import EditNodes
 from pixplan.graph.schemas import Plan, Step
 from pixplan.tools import TOOLS
-from pixplan.training.benchmark import generate_tasks
 from pixplan.training.cli import main
 from pixplan.training.planner_data import (
     checklist_target,
@@ -28,32 +28,13 @@ from pixplan.training.planner_data import (
     prune,
     served_messages,
 )
-from pixplan.training.rewards import checklist_plan, collect
+from pixplan.training.rewards import checklist_plan
 from pixplan.training.train_planner import PlannerData, train
 
-TOOLS_COLLECTED = ["replace_background", "adjust_tone"]
-
 
 @pytest.fixture(scope="module")
-def table_dir(tmp_path_factory):
-    generated = generate_tasks(tmp_path_factory.mktemp("bench"), per_family=1, size=(384, 384))
-    eco = [task for task in generated if task.family == "eco"]
-    out = tmp_path_factory.mktemp("rewards")
-    collect(eco, out, workers=1, tools=TOOLS_COLLECTED)
-    return out
-
-
-@pytest.fixture(scope="module")
-def rewards(table_dir):
+def rewards(table_dir):  # noqa: F811
     return load_rewards(table_dir)[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-lm")
-    tiny_causal_lm().save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
 
 
 def test_coverage_counts_what_each_steps_best_action_passes_and_prune_drops_the_rest(rewards):
@@ -114,7 +95,7 @@ def test_training_prompt_is_what_the_plan_node_serves(rewards):
     assert rewards.task.goal in rendered and "Answer with one JSON object: Plan" in rendered
 
 
-def test_training_runs_two_steps_moves_every_lora_and_loads_into_the_graph(table_dir, tiny_dir, tmp_path):
+def test_training_runs_two_steps_moves_every_lora_and_loads_into_the_graph(table_dir, tiny_dir, tmp_path):  # noqa: F811
     from safetensors.torch import load_file
     from trl import ModelConfig, SFTConfig
 
@@ -153,7 +134,7 @@ def test_training_runs_two_steps_moves_every_lora_and_loads_into_the_graph(table
     assert planner.adapter is not None
 
 
-def test_cli_reports_without_training_and_rejects_bad_settings(table_dir, tmp_path, capsys):
+def test_cli_reports_without_training_and_rejects_bad_settings(table_dir, tmp_path, capsys):  # noqa: F811
     flags = ["--table", str(table_dir), "--split", "all", "--output_dir", str(tmp_path / "p")]
     assert main(["train", "planner", "--config", "training/configs/planner.yaml", *flags, "--report_only", "true"]) == 0
     printed = json.loads(capsys.readouterr().out)
