@@ -9,7 +9,7 @@ Each job's settings are a config dataclass whose fields carry `metadata={"help":
     pixplan train sft --config training/configs/sft.yaml      (training/train_orchestrator.py)
     pixplan train grpo --config training/configs/grpo.yaml    (training/train_grpo.py)
     pixplan train planner --config training/configs/planner.yaml    (training/train_planner.py)
-    pixplan train all --out runs/train-all [--hold_out night --hold_out retro] [--ship true]
+    pixplan train all --out runs/train-all [--hold_out night retro rural] [--ship true]
 """
 
 from __future__ import annotations
@@ -69,16 +69,25 @@ class AllConfig:
     """Reproduce the shipped adapters from scratch: collect, then the orchestrator's SFT, then the planner's."""
 
     out: str = field(default="runs/train-all", metadata={"help": "Folder of the table and both adapters."})
-    per_family: int = field(default=2, metadata={"help": "Train tasks collected per goal family."})
+    tasks: str | None = field(
+        default=None, metadata={"help": "tasks.jsonl (or its folder); default: the bundled benchmark."}
+    )
+    per_family: int = field(default=5, metadata={"help": "Train tasks collected per goal family."})
     hold_out: list[str] | None = field(
-        default=None, metadata={"help": "Goal families left out of collection and training (repeatable)."}
+        default=None, metadata={"help": "Goal families left out of collection and training (several after one flag)."}
     )
     workers: int | None = field(default=None, metadata={"help": "Collection processes (default: one per CPU)."})
+    tools: list[str] | None = field(
+        default=None, metadata={"help": "Only these tools' actions (default: every classical tool)."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base model of both adapters (default: the local SmolLM2-135M-Instruct)."}
+    )
     orchestrator_steps: int = field(
-        default=6, metadata={"help": "Optimizer steps of the orchestrator's SFT (-1: one epoch of sft.yaml)."}
+        default=-1, metadata={"help": "Optimizer steps of the orchestrator's SFT (-1: sft.yaml's epochs)."}
     )
     planner_steps: int = field(
-        default=8, metadata={"help": "Optimizer steps of the planner's SFT (-1: one epoch of planner.yaml)."}
+        default=-1, metadata={"help": "Optimizer steps of the planner's SFT (-1: planner.yaml's epochs)."}
     )
     ship: bool = field(
         default=False,
@@ -87,8 +96,17 @@ class AllConfig:
 
 
 def parse(config_class: type, argv: list[str], job: str):
+    """The job's config from YAML and flags; a list flag given twice is refused (argparse would keep the last)."""
+    import dataclasses
+
     from trl import TrlParser
 
+    for config_field in dataclasses.fields(config_class):
+        flag = f"--{config_field.name}"
+        if "list" in str(config_field.type) and argv.count(flag) > 1:
+            raise SystemExit(
+                f"pixplan train {job}: give {flag} once, with every value after it ({flag} A B C)"
+            )
     return TrlParser((config_class,), prog=f"pixplan train {job}").parse_args_and_config(argv)[0]
 
 
@@ -163,14 +181,20 @@ def run_all(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"pixplan train all: unknown families {unknown} in --hold_out")
     out = Path(config.out)
-    selection = argparse.Namespace(tasks=None, split="train", family=None, per_family=config.per_family, limit=None)
+    selection = argparse.Namespace(
+        tasks=config.tasks, split="train", family=None, per_family=config.per_family, limit=None
+    )
     tasks = [task for task in _tasks(selection) if task.family not in (config.hold_out or ())]
+    if not tasks:
+        raise SystemExit("pixplan train all: no train task left to collect")
     stages: dict[str, float] = {}
     start = time.perf_counter()
-    collect(tasks, out / "rewards", workers=config.workers)
+    collect(tasks, out / "rewards", workers=config.workers, tools=config.tools)
     stages["collect"] = round(time.perf_counter() - start, 1)
     configs = Path(__file__).parent / "configs"
     table = ["--table", str(out / "rewards")]
+    if config.model_name_or_path:
+        table += ["--model_name_or_path", config.model_name_or_path]
     start = time.perf_counter()
     sft = ["--config", str(configs / "sft.yaml"), *table, "--output_dir", str(out / "orchestrator")]
     sft += ["--max_steps", str(config.orchestrator_steps)]
