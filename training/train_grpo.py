@@ -112,6 +112,7 @@ class ConstrainedRollout:
             tokenizer=tokenizer,
             temperature=trainer.args.temperature,
             prefix_cache_size=len(set(prompts)),
+            switch_adapters=False,  # decode with the LoRA being trained, and leave it trainable
         )
         training, self.calls = policy.training, self.calls + 1
         policy.eval()
@@ -293,7 +294,7 @@ def served_rewards(model: Any, tokenizer: Any, rows: Any, reward: Any, *, hints:
     policy = _policy(model)
     training = policy.training
     policy.eval()
-    chat = LocalChatModel(model=policy, tokenizer=tokenizer, prefix_cache_size=0)
+    chat = LocalChatModel(model=policy, tokenizer=tokenizer, prefix_cache_size=0, switch_adapters=False)
     try:
         values = []
         for row in rows:

@@ -84,6 +84,11 @@ class LocalChatModel(BaseChatModel):
         description="The peft LoRA adapter (by the name `load_adapter` gave it) switched on for this model's "
         "calls; None: the base weights alone, every adapter off. Variants of one base share its weights.",
     )
+    switch_adapters: bool = Field(
+        default=True,
+        description="False: decode with the model's LoRA layers as they are, switching none (a policy being "
+        "trained: switching would decode the base model and freeze the LoRA weights the trainer updates).",
+    )
     temperature: float = 0.0
     seed: int | None = None
     max_tokens: int = Field(default=512, description="Most tokens of a free-text answer.")
@@ -206,6 +211,8 @@ class LocalChatModel(BaseChatModel):
         """Put this model's adapter on (and the others off) before it decodes; called under the shared lock.
 
         peft's own layer switches, on every LoRA layer (transformers' `set_adapter` wants a newer peft)."""
+        if not self.switch_adapters:
+            return
         loaded = getattr(self.model, "peft_config", None) or {}
         if self.adapter is not None and self.adapter not in loaded:
             raise ValueError(f"adapter {self.adapter!r} is not loaded into {self.model_name}")
