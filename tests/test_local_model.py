@@ -466,3 +466,21 @@ def test_the_local_package_reads_nothing_out_of_the_prompt():
     assert "re.compile" not in source.replace('re.compile(r"#[0-9a-fA-F]{6}\\b")', "").replace(
         're.compile(r"\\b(colou?r)\\b", re.IGNORECASE)', ""
     ).replace('re.compile(r"[a-z]+")', "")
+
+
+def test_a_union_inside_a_union_is_scored_by_how_its_values_open():
+    """A checklist item's check is a discriminated union of check types, or null. The decoder scores the two
+    branches by their opening text; the object branch once opened as "0" (a number), which no model writes
+    there, so no trained planner ever chose a typed check. Each branch's opening must begin what it writes."""
+    from pixplan.graph.checks import ChecklistItem, ColorInRange
+    from pixplan.graph.local.chat_format import format_json
+    from pixplan.graph.local.json_schema import opener, resolve
+
+    schema = Plan.model_json_schema()
+    defs = schema["$defs"]
+    branches = [resolve(branch, defs) for branch in defs["ChecklistItem"]["properties"]["check"]["anyOf"]]
+    openers = [opener(branch, defs) for branch in branches]
+    item = ChecklistItem(id="c1", text="green", check=ColorInRange(region="background", stat="hue", min=75, max=165))
+    written = format_json(item.model_dump(mode="json"))
+    assert f'"check": {openers[0]}' in written and len(openers[0]) > 1
+    assert openers[1] == "null" and '"check": null' in format_json({**item.model_dump(mode="json"), "check": None})

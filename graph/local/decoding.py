@@ -67,6 +67,9 @@ class Vocab:
                 closing[i] = True
         self.safe, self.closing = safe, closing
         self.safe_or_closing = safe | closing
+        # '"', '",', '"}': tokens that close a string first thing (the grammar of a string takes only the lone
+        # quote; training text writes the quote with what follows it).
+        self.quote_first = closing & torch.tensor([text.startswith('"') for text in texts])
         self.stop_ids = sorted(
             {
                 i
@@ -76,6 +79,17 @@ class Vocab:
         )
         self.text = torch.tensor([bool(t) for t in texts])  # ordinary tokens (no special ones)
         self.text[self.stop_ids] = True
+        self._starting_with: dict[int, Any] = {}
+
+    def starting_with(self, token: int):
+        """Ids of the tokens whose text starts with `token`'s text (itself included); cached per token."""
+        import torch
+
+        if token not in self._starting_with:
+            piece = self.texts[token]
+            ids = [i for i, text in enumerate(self.texts) if piece and text.startswith(piece)] or [token]
+            self._starting_with[token] = torch.tensor(sorted({*ids, token}))
+        return self._starting_with[token]
 
 
 _CACHE_ARG: str | None = None
@@ -160,6 +174,9 @@ class ConstrainedDecoder:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+
     def force(self, text: str) -> None:
         """Append fixed text (buffered until the model next has to choose)."""
         self._pending += text
@@ -188,21 +205,25 @@ class ConstrainedDecoder:
     def scores(self, options: Sequence[str]) -> list[float]:
         """The log-likelihood of each whole option after what is written (nothing is appended).
 
-        One forward: the buffered text's tokens, then every option's tokens packed after them with a block
-        attention mask (each option sees the cache, the buffered text and its own tokens). The cache keeps the
-        buffered text and drops the options. A trailing space of the buffered text is tokenized with each option
-        (``": "`` then ``"r1"`` reads as the tokenizer writes it: ``":``, ``Ġ"``...).
+        Each option is tokenized together with the buffered text, as the tokenizer writes the two (a training
+        text has ``"}},"`` as ``}`` ``},``, not the ``}}`` the buffer alone would give): the tokens all options
+        share within the buffered text are fed once, and each option's own tokens after them are scored, in one
+        forward with a block attention mask (each option sees the cache, the shared tokens and its own). The
+        cache keeps the shared tokens; the rest of the buffered text stays buffered.
         """
         import torch
 
-        text, held = self._pending, ""
-        if text.endswith(" ") and len(text) > 1:
-            text, held = text[:-1], " "
-        elif text == " ":
-            text, held = "", " "
-        pending = self._encode(text) if text else []
-        encoded = [self._encode(held + option) for option in options]
-        before, count = self.cache.get_seq_length(), len(pending)
+        text = self._pending
+        joint = [self._encode(text + option) for option in options]
+        count, shortest = 0, min(len(ids) for ids in joint)
+        while count < shortest - 1 and all(ids[count] == joint[0][count] for ids in joint):
+            count += 1
+        while count and not text.startswith(self._decode(joint[0][:count])):
+            count -= 1  # shared tokens must lie within the buffered text, not in the options
+        pending = joint[0][:count]
+        consumed = self._decode(pending)
+        encoded = [ids[count:] for ids in joint]
+        before = self.cache.get_seq_length()
         size = count + sum(len(ids) for ids in encoded)
         mask = torch.zeros(1, 1, size, before + size, dtype=torch.bool)
         mask[..., :before] = True
@@ -225,11 +246,18 @@ class ConstrainedDecoder:
         base = logprobs[count - 1] if count else self.logprobs
         self.logprobs = base
         self.generated += pending
-        self._pending = held
-        return [
-            float(base[ids[0]] + sum(logprobs[s + j - 1, ids[j]] for j in range(1, len(ids))))
-            for ids, s in zip(encoded, starts, strict=True)
-        ]
+        self._pending = text[len(consumed) :]
+        values = []
+        for ids, s in zip(encoded, starts, strict=True):
+            # The last token counts as every token that starts with its text: an option's end is written
+            # with what follows it ('"c2"' then '],' is '"],' in training text, not '"' and '],').
+            last = logprobs[s + len(ids) - 2] if len(ids) > 1 else base
+            values.append(
+                float(sum(logprobs[s + j - 1, ids[j]] for j in range(1, len(ids) - 1)))
+                + (float(base[ids[0]]) if len(ids) > 1 else 0.0)
+                + float(torch.logsumexp(last[self.vocab.starting_with(ids[-1])], dim=0))
+            )
+        return values
 
     def decide(self, options: Sequence[str]) -> int:
         """Index of the option the model prefers (see `scores`); with hint words, among those named best."""
@@ -290,6 +318,9 @@ class ConstrainedDecoder:
                 self.force('"')
                 return text
             mask = self.grammars.allowed(matcher) & self.vocab.safe_or_closing
+            can_close = bool((mask & self.vocab.quote_first).any())  # the grammar takes the closing quote now
+            if can_close:  # and every token that closes the string, whatever follows its quote ('",', "'\"]")
+                mask |= self.vocab.closing
             mask[self.vocab.stop_ids] = len(text) >= min_chars and whole
             mask = self._ban_repeats(mask, ids)
             if not mask.any():
@@ -299,6 +330,11 @@ class ConstrainedDecoder:
             if token in self.vocab.stop_ids:
                 self.force('"')
                 return text
+            if can_close and bool(self.vocab.closing[token]):
+                piece = self.vocab.texts[token]
+                value = (text + piece[: piece.index('"')])[:max_chars]
+                self.force(value[len(text) :] + '"')  # what follows the quote is the schema's to write
+                return value
             matcher.accept_token(token)
             full = self.tokenizer.decode([*ids, token])
             if matcher.is_completed():  # the token closed the string: write it with what follows

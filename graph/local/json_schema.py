@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from pixplan.graph.local.chat_format import format_json
@@ -68,6 +69,10 @@ def opener(schema: dict[str, Any], defs: dict[str, Any]) -> str:
         return format_json(schema["const"])
     if "enum" in schema and len(schema["enum"]) == 1:
         return format_json(schema["enum"][0])
+    branches = schema.get("anyOf") or schema.get("oneOf")
+    if branches:  # a union inside a union (a discriminated union, or null): what all its branches open with
+        openers = [opener(resolve(branch, defs), defs) for branch in branches]
+        return os.path.commonprefix(openers) or openers[0][:1]  # noqa: RUF071 (text, not paths)
     kind = schema.get("type")
     if kind == "object" or "properties" in schema:
         props = schema.get("properties", {})
