@@ -484,3 +484,36 @@ def test_a_union_inside_a_union_is_scored_by_how_its_values_open():
     written = format_json(item.model_dump(mode="json"))
     assert f'"check": {openers[0]}' in written and len(openers[0]) > 1
     assert openers[1] == "null" and '"check": null' in format_json({**item.model_dump(mode="json"), "check": None})
+
+
+def test_options_are_scored_as_the_tokenizer_writes_them_after_the_buffered_text():
+    """`scores` tokenizes each option with the buffered text (`}}` then `, {` is written `}` `},` ` {`), feeds the
+    shared tokens once and counts an option's last token as every token that starts with its text. Each score
+    equals that log-likelihood computed by a plain forward pass of the prompt and the option's own tokens."""
+    import torch
+
+    from pixplan.graph.local.decoding import ConstrainedDecoder, Vocab
+
+    lm = tiny_local_model()
+    tokenizer, model = lm.tokenizer, lm.model
+    vocab = Vocab(tokenizer, model.get_output_embeddings().weight.shape[0])
+    prompt = tokenizer.encode('{"items": [{"max": 1.0', add_special_tokens=False)
+    buffered, options = "}}", [', {"id"', "]", ']}, "next"']
+    decoder = ConstrainedDecoder(model=model, tokenizer=tokenizer, vocab=vocab, prompt_ids=prompt)
+    decoder.force(buffered)
+    scores = decoder.scores(options)
+    joint = [tokenizer.encode(buffered + option, add_special_tokens=False) for option in options]
+    shared = 0
+    while all(len(ids) > shared + 1 and ids[shared] == joint[0][shared] for ids in joint):
+        shared += 1
+    for option, ids, score in zip(options, joint, scores, strict=True):
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=torch.tensor([prompt + ids])).logits[0], dim=-1)
+        own = range(len(prompt) + shared, len(prompt) + len(ids))
+        expected = sum(float(logprobs[i - 1, (prompt + ids)[i]]) for i in list(own)[:-1])
+        last = logprobs[len(prompt) + len(ids) - 2]
+        expected += float(torch.logsumexp(last[vocab.starting_with(ids[-1])], dim=0))
+        assert score == pytest.approx(expected, abs=1e-3), option
+    # What the options share of the buffered text is fed; the rest stays buffered for the chosen option.
+    assert decoder.generated == joint[0][:shared]
+    assert tokenizer.decode(decoder.generated) + decoder._pending == buffered
