@@ -143,9 +143,3 @@ def test_cli_reports_without_training_and_rejects_bad_settings(table_dir, tmp_pa
         main(["train", "planner", "--config", "training/configs/planner.yaml", *flags, "--targets", "mine"])
     with pytest.raises(SystemExit, match="--samples must be at least 1"):
         main(["train", "planner", "--config", "training/configs/planner.yaml", *flags, "--targets", "samples"])
-
-
-def test_train_all_rejects_an_unknown_family_before_any_work(tmp_path):
-    with pytest.raises(SystemExit, match=r"unknown families \['nope'\]"):
-        main(["train", "all", "--out", str(tmp_path / "all"), "--hold_out", "eco", "--hold_out", "nope"])
-    assert not (tmp_path / "all").exists()
