@@ -134,3 +134,23 @@ def test_icon_and_shape_names_are_enumerated_for_the_model():
     shape = add_badge.tool_call_schema.model_json_schema()["properties"]["shape"]
     assert shape["enum"] == ["circle", "rounded_rectangle", "starburst", "ribbon"]
     assert "config" not in add_icon.tool_call_schema.model_json_schema()["properties"]
+
+
+def test_a_graphic_in_a_shaped_region_sits_in_the_middle_of_the_free_area_with_room_around_it(ad):
+    """In the background an icon is not crammed into the first free square it finds: it is centred in the
+    largest free area, at most `SHAPED_REGION_FILL` of it and `SHAPED_REGION_MAX_SIDE` of the image's side."""
+    from pixplan.tools.graphics import SHAPED_REGION_MAX_SIDE
+    from pixplan.tools.text import placement_box
+
+    column = np.zeros((120, 120), np.float32)  # a free column, and a thin free strip along the bottom
+    column[:, :40] = 1
+    column[110:, :] = 1
+    left, top, right, bottom = placement_box(column, aspect=1.0)
+    assert (left, right) == (0, 40) and (top + bottom) / 2 > 45  # the whole column, not its top square
+
+    store, config, image_id, image, _layout, _catalog = ad
+    _, out = call(add_icon, config, image_id=image_id, region="background", icon="leaf")
+    ys, xs = np.nonzero(changed(image, store.get(out["id"]), threshold=8))
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert max(width, height) <= SHAPED_REGION_MAX_SIDE * min(image.size) + 2
+    assert max(width, height) >= 0.05 * min(image.size)  # still a visible icon

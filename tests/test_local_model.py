@@ -328,6 +328,25 @@ def test_colour_options_put_the_colours_the_step_names_first():
     assert "forestgreen" not in options(ChoiceContext({"color": "forestgreen"}, ("second_color",)))
 
 
+def test_a_nullable_colour_may_stay_the_tools_default_and_quoted_words_do_not_name_it(lm):
+    """A text tool's colour may be null (the tool then picks a readable one), as training targets write it; the
+    words to write ('green') are quoted and do not choose the colour, the words about the call ('gold') do."""
+    from pixplan.graph.local.choices import ChoiceContext, colour_options, unquoted
+    from pixplan.tools import TOOLS as LIBRARY
+
+    assert unquoted("mention 'green' or \"eco\", don't go gold") == "mention   or  , don't go gold"
+    options = colour_options("mention 'green' in gold", nullable=True)(ChoiceContext({}, ("color",)))
+    assert options[:2] == [None, "gold"] and options.index("green") > options.index("white")
+    replace_text = next(t for t in LIBRARY if t.name == "replace_text")
+    step = "rewrite the slogan to mention 'green', in gold."
+    bound = lm.bind_tools([replace_text], choices=CHOICES, hint_text=step)
+    args = bound.invoke(CATALOG + "Step s1: " + step).tool_calls[0]["args"]
+    assert args["color"] == "gold"  # without the unquoting 'green', named first, would win
+    only_default = lm.bind_tools([replace_text], choices={**CHOICES, "color": [None]}, hint_text=step)
+    args = only_default.invoke(CATALOG + "Step s1: " + step).tool_calls[0]["args"]
+    assert "color" in args and args["color"] is None  # written as null, read back as None
+
+
 def test_choices_follow_the_words_of_the_request_when_hints_are_on(lm):
     """Enum values, colours and regions the step names win over what a (here random) model prefers; with hints
     off the model alone chooses, as if no words were given."""
@@ -465,7 +484,9 @@ def test_the_local_package_reads_nothing_out_of_the_prompt():
         assert marker not in source, marker
     assert "re.compile" not in source.replace('re.compile(r"#[0-9a-fA-F]{6}\\b")', "").replace(
         're.compile(r"\\b(colou?r)\\b", re.IGNORECASE)', ""
-    ).replace('re.compile(r"[a-z]+")', "")
+    ).replace('re.compile(r"[a-z]+")', "").replace(  # quoted spans of the hint text the caller passes
+        """re.compile(r"(?<!\\w)'[^'\\n]+?'(?!\\w)|\\"[^\\"\\n]*\\"|‘[^’]*’|“[^”]*”")""", ""
+    )
 
 
 def test_a_union_inside_a_union_is_scored_by_how_its_values_open():

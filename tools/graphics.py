@@ -23,6 +23,7 @@ from pixplan.tools.text import (
     _luminance,
     _margin,
     _wrappings,
+    box_like,
     draw_text,
     fit_font_size,
     free_space,
@@ -74,11 +75,31 @@ def _fit_in(box: tuple[int, int, int, int], aspect: float, margin: int) -> tuple
     )
 
 
+#: A graphic placed in a shaped region (the background, an object, the whole image less its text) sits in the
+#: middle of the largest free area with room around it: at most this share of that area each way, and at most
+#: `SHAPED_REGION_MAX_SIDE` of the image's shorter side (the size an ad gives an icon or badge), instead of
+#: filling the area edge to edge. In a box it fills the box.
+SHAPED_REGION_FILL = 0.7
+SHAPED_REGION_MAX_SIDE = 0.2
+
+
+def _capped(box: tuple[int, int, int, int], side: int) -> tuple[int, int, int, int]:
+    """`box` shrunk about its centre to `SHAPED_REGION_FILL` of it and at most `side` pixels each way."""
+    left, top, right, bottom = box
+    width = min(round((right - left) * SHAPED_REGION_FILL), side)
+    height = min(round((bottom - top) * SHAPED_REGION_FILL), side)
+    cx, cy = (left + right) // 2, (top + bottom) // 2
+    return cx - width // 2, cy - height // 2, cx - width // 2 + width, cy - height // 2 + height
+
+
 def _placed(
     image: Image.Image, mask: np.ndarray, catalog: RegionCatalog | None, region: object, aspect: float
 ):
     """Where a graphic of `aspect` goes in the region, and the pixels behind it."""
-    box = placement_box(free_space(mask, catalog, region), aspect=aspect)
+    free = free_space(mask, catalog, region)
+    box = placement_box(free, aspect=aspect)
+    if not box_like(free):
+        box = _capped(box, max(8, round(SHAPED_REGION_MAX_SIDE * min(image.size))))
     target = _fit_in(box, aspect, _margin(image))
     behind = np.asarray(image)[target[1] : target[3], target[0] : target[2]]
     return target, behind

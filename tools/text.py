@@ -181,10 +181,10 @@ def placement_box(mask: np.ndarray, aspect: float | None = None) -> tuple[int, i
     bounds = nonzero_bounds(mask > 0.5)
     if bounds is None:
         raise ToolException("the region is empty on this image")
+    if box_like(mask):
+        return bounds
     left, top, right, bottom = bounds
     inside = mask[top:bottom, left:right] > 0.5
-    if inside.mean() >= 0.95:
-        return bounds
     scale = min(1.0, 96 / max(inside.shape))
     grid_size = (max(1, round(inside.shape[1] * scale)), max(1, round(inside.shape[0] * scale)))
     grid = cv2.resize(inside.astype(np.float32), grid_size, interpolation=cv2.INTER_AREA) > 0.99
@@ -198,6 +198,16 @@ def placement_box(mask: np.ndarray, aspect: float | None = None) -> tuple[int, i
         left + int(x1 * sx),
         top + int(y1 * sy),
     )
+
+
+def box_like(mask: np.ndarray) -> bool:
+    """Whether a region is (almost) its bounding box: a box or a text line, not the background or an object's
+    shape. Something placed in a box fills it; in a shape it takes a free rectangle inside it."""
+    bounds = nonzero_bounds(mask > 0.5)
+    if bounds is None:
+        return False
+    left, top, right, bottom = bounds
+    return bool((mask[top:bottom, left:right] > 0.5).mean() >= 0.95)
 
 
 def free_space(mask: np.ndarray, catalog: RegionCatalog | None, region: object) -> np.ndarray:
@@ -229,7 +239,9 @@ def _largest_rectangle(grid: np.ndarray, aspect: float | None = None) -> tuple[i
         return fitted * fitted / aspect
 
     heights = np.zeros(grid.shape[1] + 1, dtype=np.int64)  # the last column stays 0: a sentinel
-    best, best_box = 0.0, (0, 0, 0, 0)
+    # Among rectangles that hold the same content, the larger wins: what is centred in it then sits in the
+    # middle of the free area (a free column's first square would put it at the column's top).
+    best, best_box = (0.0, 0), (0, 0, 0, 0)
     for row in range(grid.shape[0]):
         heights[:-1] = np.where(grid[row], heights[:-1] + 1, 0)
         stack: list[tuple[int, int]] = []  # (start column, height), heights increasing
@@ -237,7 +249,7 @@ def _largest_rectangle(grid: np.ndarray, aspect: float | None = None) -> tuple[i
             start = column
             while stack and stack[-1][1] >= height:
                 start, top_height = stack.pop()
-                value = score(column - start, top_height)
+                value = (score(column - start, top_height), (column - start) * top_height)
                 if value > best:
                     best, best_box = value, (start, row - top_height + 1, column, row + 1)
             stack.append((start, height))

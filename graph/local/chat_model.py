@@ -35,7 +35,15 @@ from pixplan.graph.local.chat_format import (
     to_chat_messages,
     with_format_instruction,
 )
-from pixplan.graph.local.choices import Choices, Lengths, colour_arguments, colour_options, hint_words
+from pixplan.graph.local.choices import (
+    Choices,
+    Lengths,
+    allows_null,
+    colour_arguments,
+    colour_options,
+    hint_words,
+    unquoted,
+)
 from pixplan.graph.local.decoding import ConstrainedDecoder, DecodeSettings, Vocab
 from pixplan.graph.local.json_schema import decodable
 from pixplan.graph.local.prefix_cache import PrefixCache
@@ -429,8 +437,14 @@ class LocalChatModel(BaseChatModel):
         name = names[decoder.choose([format_json(n) for n in names])]
         decoder.force(', "arguments": ')
         parameters = by_name[name].get("parameters") or {"type": "object", "properties": {}}
-        colours = colour_options(hint_text)
-        decoder.choices = {**{key: colours for key in colour_arguments(parameters)}, **given}
+        properties = parameters.get("properties", {})
+        colour_keys = colour_arguments(parameters)
+        decoder.choices = {
+            **{key: colour_options(hint_text, allows_null(properties[key])) for key in colour_keys},
+            **given,
+        }
+        if decoder.mentions:  # a colour is hinted by the words outside quotes (the text to write is quoted)
+            decoder.path_mentions = dict.fromkeys(colour_keys, hint_words(unquoted(hint_text)))
         if banned.get(name) and regions:
             decoder.choices["region"] = open_regions(name) or regions
         decoder.settings.include_optional = kwargs.get("fill_optional_args", self.fill_optional_args)

@@ -106,10 +106,22 @@ def named_colours(text: str) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
-def colour_options(hint_text: str) -> Choices:
-    """The options of a colour argument: the colours `hint_text` names, then `BASE_COLOURS`, less the colours the
-    call's other arguments already took (a gradient's second colour, a badge's text on the badge)."""
-    options = list(dict.fromkeys([*named_colours(hint_text), *BASE_COLOURS]))
+#: Quoted spans of a request ('eco', "WINTER SALE"): the words to write, not words about how to write them.
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]+?'(?!\w)|\"[^\"\n]*\"|‘[^’]*’|“[^”]*”")
+
+
+def unquoted(text: str) -> str:
+    """`text` without its quoted spans: a slogan to write ("mention 'green'") does not ask for a green colour."""
+    return _QUOTED.sub(" ", text)
+
+
+def colour_options(hint_text: str, nullable: bool = False) -> Choices:
+    """The options of a colour argument: the colours `hint_text` names outside quotes, then `BASE_COLOURS` (and,
+    where the argument may be null, ``None`` first: the tool's own default colour, what a call that names no
+    colour writes), less the colours the call's other arguments already took (a gradient's second colour, a
+    badge's text on the badge)."""
+    colours = dict.fromkeys([*named_colours(unquoted(hint_text)), *BASE_COLOURS])
+    options: list[str | None] = [*([None] if nullable else []), *colours]
 
     def choices(ctx: ChoiceContext) -> list[str]:
         args = ctx.root if isinstance(ctx.root, dict) and len(ctx.path) == 1 else {}
@@ -133,6 +145,12 @@ def colour_arguments(parameters: dict[str, Any]) -> list[str]:
         if _allows_string(schema)
         and ("color" in key or "colour" in key or _COLOUR_WORD.search(schema.get("description", "")))
     ]
+
+
+def allows_null(schema: dict[str, Any]) -> bool:
+    """Whether an argument's schema takes ``null`` (an optional value whose default is the tool's own choice)."""
+    kinds = [schema.get("type")] + [branch.get("type") for branch in schema.get("anyOf", [])]
+    return "null" in kinds or (isinstance(schema.get("type"), list) and "null" in schema["type"])
 
 
 def hint_words(text: str) -> dict[str, int]:

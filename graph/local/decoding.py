@@ -125,6 +125,9 @@ class ConstrainedDecoder:
     grammars: Any = None  # the model's `Grammars`: token masks of the values the model writes freely
     mentions: dict[str, int] = field(default_factory=dict)  # hint words steering choices (`mention_score`)
     labels: dict[str, str] = field(default_factory=dict)  # option (JSON) -> the words it is hinted by
+    #: Hint words for the choices at some argument paths instead of `mentions` (a colour is hinted by the
+    #: request's words outside quotes: the quoted words are the text to write, not its colour).
+    path_mentions: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         global _CACHE_ARG
@@ -396,7 +399,12 @@ class ConstrainedDecoder:
         schema = resolve(schema, defs)
         allowed = self._choices(path, root)
         if allowed:
-            return allowed[self.choose([format_json(v) for v in allowed])]
+            mentions = self.mentions
+            self.mentions = next((m for p, m in self.path_mentions.items() if match(p, path)), mentions)
+            try:
+                return allowed[self.choose([format_json(v) for v in allowed])]
+            finally:
+                self.mentions = mentions
         if "const" in schema:
             self.force(format_json(schema["const"]))
             return schema["const"]
