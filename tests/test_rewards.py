@@ -16,6 +16,7 @@ from pixplan.graph.models import model_id
 from pixplan.graph.schemas import JudgeFailure
 from pixplan.tools.regions import load_catalog
 from pixplan.tools.store import ImageStore
+from pixplan.training import rewards
 from pixplan.training.benchmark import generate_tasks
 from pixplan.training.cli import main
 from pixplan.training.reward_fn import TableReward
@@ -24,6 +25,7 @@ from pixplan.training.rewards import (
     PRESETS,
     TOOL_REGIONS,
     Runner,
+    best_first,
     candidate_actions,
     canonical_args,
     checklist_plan,
@@ -288,3 +290,20 @@ def test_a_failed_judgement_is_no_reward_and_is_not_cached(tasks, tmp_path):
     assert stats["judge_calls"] == stats["actions"] + 1
     _, again = task_rows(tasks[0], runner)
     assert again["tool_calls"] == 0 and again["judge_calls"] == stats["actions"]  # only the failures again
+
+
+def test_ties_go_to_the_action_the_step_names_and_the_setting_turns_that_off(monkeypatch):
+    def row(action_id, tool, preset, reward):
+        instruction = "Add a leaf icon in the free space"
+        return {"action_id": action_id, "tool": tool, "preset": preset, "reward": reward, "instruction": instruction}
+
+    rows = [
+        row("a1", "add_icon", "snowflake", 0.5),
+        row("a2", "add_badge", "text:eco", 0.5),
+        row("a3", "add_icon", "leaf", 0.5),
+        row("a0", "recolor", "green", None),
+        row("a4", "add_icon", "sun", 0.25),
+    ]
+    assert [r["action_id"] for r in best_first(rows)] == ["a3", "a1", "a2", "a4", "a0"]
+    monkeypatch.setattr(rewards, "NAMED_TIES", False)
+    assert [r["action_id"] for r in best_first(rows)] == ["a1", "a2", "a3", "a4", "a0"]

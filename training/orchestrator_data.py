@@ -29,7 +29,7 @@ from pixplan.graph.nodes import decoding_options, step_message, tool_spec
 from pixplan.graph.schemas import Plan
 from pixplan.tools.perception import describe_catalog
 from pixplan.tools.store import ImageStore
-from pixplan.training.rewards import load_table, plans_path
+from pixplan.training.rewards import best_first, load_table, plans_path
 from pixplan.training.systems import tools_by_name
 from pixplan.training.tasks import load_tasks, prepare
 
@@ -58,9 +58,7 @@ def step_groups(
     for row in load_table(table_dir).to_list():
         if row["reward"] is not None and row["error"] is None and split in (None, row["split"]):
             groups.setdefault((row["task_id"], row["plan"], row["step_id"]), []).append(row)
-    for rows in groups.values():
-        rows.sort(key=lambda row: (-row["reward"], row["action_id"]))
-    return groups
+    return {key: best_first(rows) for key, rows in groups.items()}
 
 
 class PromptBuilder:

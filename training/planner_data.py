@@ -34,7 +34,7 @@ from pixplan.graph.schemas import Plan, Step
 from pixplan.tools.perception import describe_catalog
 from pixplan.tools.regions import RegionCatalog
 from pixplan.tools.store import ImageStore
-from pixplan.training.rewards import CHECKLIST_PLAN, PRESETS, TEXT_TOOLS, load_table
+from pixplan.training.rewards import CHECKLIST_PLAN, PRESETS, TEXT_TOOLS, best_first, load_table
 from pixplan.training.systems import tools_by_name
 from pixplan.training.tasks import Task, load_tasks, prepare
 
@@ -91,7 +91,7 @@ def load_rewards(
             if row["error"] is None and row["judge_failure"] is None
         }
         best: dict[str, dict[str, Any] | None] = {}
-        for row in sorted(rows, key=lambda r: (-(r["reward"] or -9.0), r["action_id"])):
+        for row in best_first(rows):
             if row["error"] is None and row["reward"] is not None and row["step_id"] not in best:
                 best[row["step_id"]] = row
         out.append(

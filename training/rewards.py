@@ -44,6 +44,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 
 from pixplan.graph.checks import ChecklistItem
+from pixplan.graph.local.choices import hint_words, mention_score
 from pixplan.graph.models import load_judge
 from pixplan.graph.schemas import Judge, JudgeFailure, JudgeRequest, Plan, Step
 from pixplan.tools.calls import invoke_tool
@@ -394,6 +395,25 @@ def task_rows(
         "baseline_failed": baseline["failed"],
     }
     return rows, stats
+
+
+#: Among actions of equal reward, the one whose tool and preset the step's instruction names comes first
+#: ("add a leaf icon": add_icon leaf before add_icon snowflake, which the metric judge cannot tell apart). A
+#: choice made for the model when training targets are picked: off, ties go by action id alone.
+NAMED_TIES = True
+
+
+def best_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A step's table rows, best reward first; ties broken by `NAMED_TIES`, then by action id (no reward last)."""
+
+    def key(row: dict[str, Any]) -> tuple[float, float, str]:
+        named = 0.0
+        if NAMED_TIES:
+            named = mention_score(f"{row['tool']} {row['preset']}", hint_words(row["instruction"]))
+        reward = row["reward"] if row["reward"] is not None else float("-inf")
+        return (-reward, -named, row["action_id"])
+
+    return sorted(rows, key=key)
 
 
 def shard_path(out: Path, task_id: str) -> Path:
