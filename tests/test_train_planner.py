@@ -143,3 +143,42 @@ def test_cli_reports_without_training_and_rejects_bad_settings(table_dir, tmp_pa
         main(["train", "planner", "--config", "training/configs/planner.yaml", *flags, "--targets", "mine"])
     with pytest.raises(SystemExit, match="--samples must be at least 1"):
         main(["train", "planner", "--config", "training/configs/planner.yaml", *flags, "--targets", "samples"])
+
+
+def test_training_goes_on_from_a_trained_adapter_keeping_its_shape(table_dir, tiny_dir, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+    from trl import ModelConfig, SFTConfig
+
+    def run(out, learning_rate, init_adapter=None, lora_r=4):
+        data = PlannerData(table=str(table_dir), split="all", targets="checklist", init_adapter=init_adapter)
+        training = SFTConfig(
+            output_dir=str(out),
+            max_steps=1,
+            per_device_train_batch_size=1,
+            learning_rate=learning_rate,
+            max_length=None,
+            report_to="none",
+            save_strategy="no",
+            use_cpu=True,
+            bf16=False,
+        )
+        model_args = ModelConfig(
+            model_name_or_path=str(tiny_dir),
+            use_peft=True,
+            lora_r=lora_r,
+            lora_alpha=2 * lora_r,
+            lora_target_modules=["q_proj", "v_proj"],
+        )
+        train(data, training, model_args)
+        return load_file(out / "adapter_model.safetensors")
+
+    first = run(tmp_path / "first", 1e-2)
+    # A tiny learning rate from the first adapter: its weights, moved a little; its r, not the config's.
+    then = run(tmp_path / "then", 1e-5, init_adapter=str(tmp_path / "first"), lora_r=8)
+    assert set(then) == set(first)
+    for name, value in first.items():
+        assert then[name].shape == value.shape
+        assert torch.allclose(then[name], value, atol=1e-3)
+    assert any(not torch.equal(then[name], first[name]) for name in first)
+    with pytest.raises(SystemExit, match="--init_adapter: adapter 'nowhere'"):
+        run(tmp_path / "bad", 1e-2, init_adapter="nowhere")

@@ -8,7 +8,8 @@ trained adapter (``local:smollm2+runs/planner``) and ``--targets samples`` is se
 planner. The prompt is the plan node's request rendered as the local model serves a structured call; the
 completion is the plan as the decoder writes it. The adapter, the tokenizer and ``pixplan_planner.json`` (the
 coverage report: per task, the samples' best coverage and the target's) go to ``--output_dir``;
-``--report_only`` writes the report and trains nothing.
+``--report_only`` writes the report and trains nothing; ``--init_adapter`` goes on training an adapter already
+trained (the shipped one: ``planner``) instead of a new LoRA.
 
     pixplan train planner --config training/configs/planner.yaml --table runs/rewards
 """
@@ -42,6 +43,13 @@ class PlannerData:
     )
     limit: int | None = field(default=None, metadata={"help": "Only the first N tasks of the table."})
     report_only: bool = field(default=False, metadata={"help": "Score and report the plans; train nothing."})
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "Go on training this LoRA ('planner': the shipped one, or an adapter folder) instead of a new "
+            "one: new targets for a trained planner, or self-training on top; its own r and modules are kept."
+        },
+    )
 
 
 def planner_examples(data: PlannerData, seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -130,6 +138,17 @@ def train(data: PlannerData, training_args: Any, model_args: Any):
     if on_cpu:
         training_args.use_cpu, training_args.bf16, training_args.fp16 = True, False, False
     model, tokenizer = load_base(model_args, on_cpu)
+    peft_config = get_peft_config(model_args)
+    if data.init_adapter:
+        from peft import PeftModel
+
+        from pixplan.graph.models import adapter_dir
+
+        try:
+            folder = adapter_dir(data.init_adapter)
+        except ValueError as error:
+            raise SystemExit(f"pixplan train planner: --init_adapter: {error}") from None
+        model, peft_config = PeftModel.from_pretrained(model, str(folder), is_trainable=True), None
     dataset = Dataset.from_dict(
         {
             "prompt": [render_prompt(tokenizer, json.loads(row["messages"])) for row in rows],
@@ -142,7 +161,7 @@ def train(data: PlannerData, training_args: Any, model_args: Any):
         args=training_args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config,
     )
     trainer.train()
     trainer.save_model(str(out))
