@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from langgraph.runtime import Runtime
-from test_train_orchestrator import table_dir, tiny_dir  # noqa: F401  (module fixtures, reused)
+from test_train_orchestrator import configs, table_dir, tiny_dir  # noqa: F401  (module fixtures, reused)
 from tiny_lm import tiny_local_model, tiny_tokenizer
 
 from pixplan.graph.context import Context
@@ -147,28 +147,12 @@ def test_cli_reports_without_training_and_rejects_bad_settings(table_dir, tmp_pa
 
 def test_training_goes_on_from_a_trained_adapter_keeping_its_shape(table_dir, tiny_dir, tmp_path):  # noqa: F811
     from safetensors.torch import load_file
-    from trl import ModelConfig, SFTConfig
 
     def run(out, learning_rate, init_adapter=None, lora_r=4):
+        _, training, model_args = configs("sft", table_dir, tiny_dir, out)
+        training.learning_rate = learning_rate
+        model_args.lora_r, model_args.lora_alpha = lora_r, 2 * lora_r
         data = PlannerData(table=str(table_dir), split="all", targets="checklist", init_adapter=init_adapter)
-        training = SFTConfig(
-            output_dir=str(out),
-            max_steps=1,
-            per_device_train_batch_size=1,
-            learning_rate=learning_rate,
-            max_length=None,
-            report_to="none",
-            save_strategy="no",
-            use_cpu=True,
-            bf16=False,
-        )
-        model_args = ModelConfig(
-            model_name_or_path=str(tiny_dir),
-            use_peft=True,
-            lora_r=lora_r,
-            lora_alpha=2 * lora_r,
-            lora_target_modules=["q_proj", "v_proj"],
-        )
         train(data, training, model_args)
         return load_file(out / "adapter_model.safetensors")
 
