@@ -145,15 +145,22 @@ def test_cli_reports_without_training_and_rejects_bad_settings(table_dir, tmp_pa
         main(["train", "planner", "--config", "training/configs/planner.yaml", *flags, "--targets", "samples"])
 
 
-def test_training_goes_on_from_a_trained_adapter_keeping_its_shape(table_dir, tiny_dir, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("trained", ["planner", "orchestrator"])
+def test_training_goes_on_from_a_trained_adapter_keeping_its_shape(trained, table_dir, tiny_dir, tmp_path):  # noqa: F811
     from safetensors.torch import load_file
 
-    def run(out, learning_rate, init_adapter=None, lora_r=4):
-        _, training, model_args = configs("sft", table_dir, tiny_dir, out)
+    from pixplan.training import train_orchestrator
+
+    def run(out, learning_rate, init_adapter=None, lora_r=4, job="sft"):
+        orchestrator_data, training, model_args = configs(job, table_dir, tiny_dir, out)
         training.learning_rate = learning_rate
         model_args.lora_r, model_args.lora_alpha = lora_r, 2 * lora_r
-        data = PlannerData(table=str(table_dir), split="all", targets="checklist", init_adapter=init_adapter)
-        train(data, training, model_args)
+        if trained == "planner":
+            data = PlannerData(table=str(table_dir), split="all", targets="checklist", init_adapter=init_adapter)
+            train(data, training, model_args)
+        else:
+            orchestrator_data.init_adapter = init_adapter
+            train_orchestrator.train(job, orchestrator_data, training, model_args)
         return load_file(out / "adapter_model.safetensors")
 
     first = run(tmp_path / "first", 1e-2)
@@ -166,3 +173,6 @@ def test_training_goes_on_from_a_trained_adapter_keeping_its_shape(table_dir, ti
     assert any(not torch.equal(then[name], first[name]) for name in first)
     with pytest.raises(SystemExit, match="--init_adapter: adapter 'nowhere'"):
         run(tmp_path / "bad", 1e-2, init_adapter="nowhere")
+    if trained == "orchestrator":
+        with pytest.raises(SystemExit, match="--init_adapter is for sft only"):
+            run(tmp_path / "dpo", 1e-2, init_adapter=str(tmp_path / "first"), job="dpo")

@@ -45,6 +45,13 @@ class OrchestratorData:
         default=0.0,
         metadata={"help": "DPO: a rejected action's reward is lower than the best by more than this."},
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "SFT: go on training this LoRA ('orchestrator': the shipped one, or an adapter folder) instead "
+            "of a new one, e.g. on a newer table; its own r and modules are kept."
+        },
+    )
 
 
 def load_base(model_args: Any, on_cpu: bool):
@@ -64,6 +71,20 @@ def load_base(model_args: Any, on_cpu: bool):
     )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return model, tokenizer
+
+
+def warm_start(model: Any, init_adapter: str, command: str):
+    """The base model with a trained LoRA loaded trainable (peft's `PeftModel`), to go on training it: the
+    trainer then gets no `peft_config`, so the adapter keeps its own rank and target modules."""
+    from peft import PeftModel
+
+    from pixplan.graph.models import adapter_dir
+
+    try:
+        folder = adapter_dir(init_adapter)
+    except ValueError as error:
+        raise SystemExit(f"{command}: --init_adapter: {error}") from None
+    return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
 
 
 def training_dataset(job: str, data: OrchestratorData, tokenizer: Any):
@@ -113,6 +134,9 @@ def build_trainer(job: str, data: OrchestratorData, training_args: Any, model_ar
         raise SystemExit(f"pixplan train: --split must be train, val, test or all, not {data.split!r}")
     if data.pairs_per_step < 1:
         raise SystemExit("pixplan train: --pairs_per_step must be at least 1")
+    if data.init_adapter and job != "sft":
+        # TRL 1.16's DPO reference for a PEFT model is the base with the adapter disabled, not the warm start.
+        raise SystemExit("pixplan train dpo: --init_adapter is for sft only (DPO's reference would be the base)")
     on_cpu = not torch.cuda.is_available()
     if on_cpu:
         training_args.use_cpu, training_args.bf16, training_args.fp16 = True, False, False
@@ -122,13 +146,16 @@ def build_trainer(job: str, data: OrchestratorData, training_args: Any, model_ar
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"pixplan train {job}: {error}") from None
     check_length(dataset, tokenizer, training_args.max_length)
+    peft_config = get_peft_config(model_args)
+    if data.init_adapter:
+        model, peft_config = warm_start(model, data.init_adapter, f"pixplan train {job}"), None
     trainer_class = SFTTrainer if job == "sft" else DPOTrainer
     return trainer_class(
         model=model,
         args=training_args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config,
     )
 
 
@@ -137,7 +164,13 @@ def train(job: str, data: OrchestratorData, training_args: Any, model_args: Any)
     trainer = build_trainer(job, data, training_args, model_args)
     trainer.train()
     trainer.save_model(training_args.output_dir)
-    info = {"job": job, "table": data.table, "split": data.split, "examples": len(trainer.train_dataset)}
+    info = {
+        "job": job,
+        "table": data.table,
+        "split": data.split,
+        "examples": len(trainer.train_dataset),
+        "init_adapter": data.init_adapter,
+    }
     Path(training_args.output_dir, "pixplan_orchestrator.json").write_text(json.dumps(info, indent=1))
     return trainer
 

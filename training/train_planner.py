@@ -115,7 +115,7 @@ def train(data: PlannerData, training_args: Any, model_args: Any):
     from trl import SFTTrainer, get_peft_config
 
     from pixplan.graph.local.chat_format import render_prompt
-    from pixplan.training.train_orchestrator import check_length, load_base
+    from pixplan.training.train_orchestrator import check_length, load_base, warm_start
 
     if not model_args.use_peft:
         raise SystemExit("pixplan train planner: the planner is trained as a LoRA: set use_peft: true")
@@ -140,15 +140,7 @@ def train(data: PlannerData, training_args: Any, model_args: Any):
     model, tokenizer = load_base(model_args, on_cpu)
     peft_config = get_peft_config(model_args)
     if data.init_adapter:
-        from peft import PeftModel
-
-        from pixplan.graph.models import adapter_dir
-
-        try:
-            folder = adapter_dir(data.init_adapter)
-        except ValueError as error:
-            raise SystemExit(f"pixplan train planner: --init_adapter: {error}") from None
-        model, peft_config = PeftModel.from_pretrained(model, str(folder), is_trainable=True), None
+        model, peft_config = warm_start(model, data.init_adapter, "pixplan train planner"), None
     dataset = Dataset.from_dict(
         {
             "prompt": [render_prompt(tokenizer, json.loads(row["messages"])) for row in rows],
