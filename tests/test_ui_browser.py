@@ -156,7 +156,9 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
 
                 # The plan waits for approval, the tiny model's shown; the user types another and runs it.
                 plan_box = page.locator("#plan textarea")
-                expect(plan_box).to_be_visible()
+                # The first turn loads both models and decodes the random model's plan to its token limit:
+                # 15 s here, over 30 s on a busy CI machine, so it gets its own, longer wait.
+                expect(plan_box).to_be_visible(timeout=120_000)
                 expect(plan_box).not_to_have_value("")
                 assert set(json.loads(plan_box.input_value())) == {"checklist", "steps"}
                 chat = page.locator("#chat")
@@ -166,7 +168,7 @@ def test_edit_in_the_browser(ui_server, tmp_path, make_ad):
                 page.locator("#approve").click()
 
                 versions = page.locator("#versions .thumbnail-item")
-                expect(versions).to_have_count(2)  # the upload and the edit
+                expect(versions).to_have_count(2, timeout=120_000)  # the upload and the edit
                 expect(page.locator("#status textarea")).to_have_value("showing version 1")
                 expect(chat).to_contain_text("plan edited by the user")
                 # The step's line: the tool, and the region it ran on.
