@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import pytest
@@ -482,11 +483,11 @@ def test_the_local_package_reads_nothing_out_of_the_prompt():
         "schema is Plan",
     ):
         assert marker not in source, marker
-    assert "re.compile" not in source.replace('re.compile(r"#[0-9a-fA-F]{6}\\b")', "").replace(
-        're.compile(r"\\b(colou?r)\\b", re.IGNORECASE)', ""
-    ).replace('re.compile(r"[a-z]+")', "").replace(  # quoted spans of the hint text the caller passes
-        """re.compile(r"(?<!\\w)'[^'\\n]+?'(?!\\w)|\\"[^\\"\\n]*\\"|‘[^’]*’|“[^”]*”")""", ""
-    )
+    # The only patterns are those that read the hint text the caller passes (colours, words, quoted spans,
+    # spatial relations), each a named module constant; any other `re.compile` fails here.
+    compiled = re.findall(r"^(\w+) = re\.compile\(", source, flags=re.MULTILINE)
+    assert source.count("re.compile(") == len(compiled)
+    assert set(compiled) == {"_HEX_COLOUR", "_COLOUR_WORD", "_WORD", "_QUOTED", "_RELATION"}
 
 
 def test_a_union_inside_a_union_is_scored_by_how_its_values_open():
@@ -538,3 +539,37 @@ def test_options_are_scored_as_the_tokenizer_writes_them_after_the_buffered_text
     # What the options share of the buffered text is fed; the rest stays buffered for the chosen option.
     assert decoder.generated == joint[0][:shared]
     assert tokenizer.decode(decoder.generated) + decoder._pending == buffered
+
+
+def test_a_region_is_hinted_by_what_the_call_edits_not_by_a_landmark_or_the_thing_it_adds(lm):
+    """ "Left of the bottle" places an icon beside the bottle, and "a badge reading 'SALE'" names the new badge, not
+    the catalog's: neither region is forced on the model (it chooses as with hints off); a step that names the
+    region it edits still gets it."""
+    from pixplan.graph.local.choices import landmarks, region_mentions
+    from pixplan.tools import TOOLS as LIBRARY
+
+    assert landmarks("a star in the free space left of the product photo, in gold") == {"product", "photo"}
+    assert landmarks("next to 'the logo'") == set()  # quoted words are text to write
+    badge_step = "a badge reading 'SALE' is added in the free space at the bottom right"
+    assert "badge" not in region_mentions(badge_step, "add_badge")
+    assert "badge" in region_mentions("remove the old badge", "remove_object")
+
+    by_name = {t.name: t for t in LIBRARY}
+    regions = ["r1", "r2", "r3", "whole", "background"]
+    labels = {"r1": "text SUMMER SALE", "r2": "object bottle", "r3": "badge"}
+    catalog = CATALOG + 'r3 object "badge" [0.8, 0.02, 0.95, 0.15]\n'
+    for name, step in [
+        ("add_icon", "a star icon is added in the free space left of the bottle."),
+        ("add_badge", badge_step + "."),
+    ]:
+        bound = lm.bind_tools(
+            [by_name[name]], choices={**CHOICES, "region": regions}, hint_text=step, labels=labels
+        )
+        hinted = bound.invoke(catalog + "Step s1: " + step).tool_calls[0]["args"]["region"]
+        unhinted = bound.invoke(catalog + "Step s1: " + step, hints=False).tool_calls[0]["args"]["region"]
+        assert hinted == unhinted
+        named = "it is added on the bottle."
+        bound = lm.bind_tools(
+            [by_name[name]], choices={**CHOICES, "region": regions}, hint_text=named, labels=labels
+        )
+        assert bound.invoke(catalog + "Step s1: " + named).tool_calls[0]["args"]["region"] == "r2"

@@ -42,6 +42,7 @@ from pixplan.graph.local.choices import (
     colour_arguments,
     colour_options,
     hint_words,
+    region_mentions,
     unquoted,
 )
 from pixplan.graph.local.decoding import ConstrainedDecoder, DecodeSettings, Vocab
@@ -443,8 +444,12 @@ class LocalChatModel(BaseChatModel):
             **{key: colour_options(hint_text, allows_null(properties[key])) for key in colour_keys},
             **given,
         }
-        if decoder.mentions:  # a colour is hinted by the words outside quotes (the text to write is quoted)
-            decoder.path_mentions = dict.fromkeys(colour_keys, hint_words(unquoted(hint_text)))
+        if decoder.mentions:  # a colour is hinted by the words outside quotes (the text to write is quoted),
+            # a region by the words that name what the call edits (`region_mentions`: no landmark, no new thing)
+            decoder.path_mentions = {
+                **dict.fromkeys(colour_keys, hint_words(unquoted(hint_text))),
+                "region": region_mentions(hint_text, name),
+            }
         if banned.get(name) and regions:
             decoder.choices["region"] = open_regions(name) or regions
         decoder.settings.include_optional = kwargs.get("fill_optional_args", self.fill_optional_args)

@@ -6,10 +6,11 @@ The graph knows the region ids, tool names and checklist ids an answer may use; 
 decoded so far (`numbered`, `ids_at`: a plan's steps serve the checklist ids the plan itself wrote).
 
 Hints are a separate, named policy (`LocalChatModel.hints`): among the allowed options, prefer those that the
-step's own words name (`hint_text`: a colour, an enum value, a region's label). A 135M model follows a request's
-words poorly when it picks an option (a choice's log-likelihood also favours short options); with hints on, only
-the options the words name best compete and the model's likelihood decides among them. With hints off the model
-alone chooses, so a figure can say which of the two chose.
+step's own words name (`hint_text`: a colour, an enum value, a region's label, but not a landmark or the
+thing a tool adds: `region_mentions`). A 135M model follows a request's words poorly when it picks an option (a
+choice's log-likelihood also favours short options); with hints on, only the options the words name best compete
+and the model's likelihood decides among them. With hints off the model alone chooses, so a figure can say which
+of the two chose.
 """
 
 from __future__ import annotations
@@ -163,6 +164,47 @@ def hint_words(text: str) -> dict[str, int]:
         if b:
             found.setdefault(a + b, i)
     return found
+
+
+#: Spatial relations whose object is a landmark ("left of the photo", "next to the logo"): where the edit goes
+#: relative to, not what it edits.
+_RELATION = re.compile(
+    r"\b(?:(?:left|right)\s+of|next\s+to|close\s+to|away\s+from|beside|near|above|below|beneath|under"
+    r"|underneath|around|behind|between|outside)\b([^.,;:()\n]*)",
+    re.IGNORECASE,
+)
+_DETERMINERS = frozenset({"the", "a", "an", "its", "their", "this", "that", "each", "every"})
+#: Words that end a landmark phrase ("left of the photo and in gold": the landmark is the photo).
+_PHRASE_END = frozenset(
+    {"and", "or", "but", "so", "while", "with", "in", "at", "on", "to", "is", "are", "where"}
+)
+
+
+def landmarks(text: str) -> set[str]:
+    """The words of what `text` places things relative to: up to three words after a spatial relation
+    ("in the free space left of the product photo" -> product, photo), outside quotes."""
+    found: set[str] = set()
+    for relation in _RELATION.finditer(unquoted(text)):
+        words = [w for w in _WORD.findall(relation.group(1).lower()) if w not in _DETERMINERS]
+        for word in words[:3]:
+            if word in _PHRASE_END:
+                break
+            if len(word) >= 3:
+                found.add(word)
+    return found
+
+
+def region_mentions(text: str, tool_name: str) -> dict[str, int]:
+    """The hint words that may name the region a call of `tool_name` edits: `hint_words` less the landmarks (a
+    leaf icon "left of the photo" goes beside the photo, not on it) and, for a tool that adds a thing
+    (``add_<thing>``), the thing's name and its quoted text ("a badge reading 'SALE' is added" names the new
+    badge and its words, not the badge or the 'SALE' headline the catalog lists)."""
+    left_out = landmarks(text)
+    adds = tool_name.startswith("add_")
+    if adds:
+        left_out |= set(_WORD.findall(tool_name[len("add_") :].lower()))
+    words = hint_words(unquoted(text) if adds else text)
+    return {key: at for key, at in words.items() if not any(word in key for word in left_out)}
 
 
 def _named_at(word: str, mentions: dict[str, int]) -> int | None:
