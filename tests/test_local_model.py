@@ -22,7 +22,7 @@ from pixplan.graph.local.chat_format import (
     render_prompt,
     to_chat_messages,
 )
-from pixplan.graph.nodes import plan_choices
+from pixplan.graph.model_inputs import plan_choices
 from pixplan.graph.schemas import Plan, Verdict
 from pixplan.graph.usage import UsageMeter
 

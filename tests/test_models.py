@@ -16,8 +16,8 @@ from openai_stub import openai_stub
 from tiny_lm import tiny_causal_lm, tiny_tokenizer
 
 from pixplan.graph.local import LocalChatModel
+from pixplan.graph.model_inputs import plan_choices
 from pixplan.graph.models import DEFAULT_MODEL, load_chat_model, supports_images
-from pixplan.graph.nodes import plan_choices
 from pixplan.graph.schemas import Plan
 from pixplan.graph.usage import UsageMeter
 

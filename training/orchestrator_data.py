@@ -1,12 +1,12 @@
 """Orchestrator training examples from a reward table, rendered exactly as the graph serves them.
 
 For each (task, plan, step) of a table the prompt is the orchestrate node's own first attempt at the step
-(`ORCHESTRATOR_SYSTEM` and `graph.nodes.step_message` on the task's original image and catalog text), the tools
-its specs (`graph.nodes.tool_spec`), and a completion is a tool call written by `format_completion` with the
+(`ORCHESTRATOR_SYSTEM` and `graph.model_inputs.step_message` on the task's original image and catalog text), the tools
+its specs (`graph.model_inputs.tool_spec`), and a completion is a tool call written by `format_completion` with the
 arguments in the tool schema's order, as the constrained decoder writes them. SFT takes the best action of each
 step (rejection sampling: only rewards above `min_reward`); DPO pairs it with worse actions of the same step;
 GRPO (`grpo_examples`) takes each step's candidate actions with their rewards and what the decoder chooses among
-there (`graph.nodes.decoding_options`), so its rollouts decode as the node does.
+there (`graph.model_inputs.decoding_options`), so its rollouts decode as the node does.
 
 `messages` and `tools` are JSON strings: Arrow would merge the argument dicts of different rows into one struct
 (absent keys becoming nulls) and the rendered text would no longer be the served one. `render` turns a row
@@ -25,7 +25,7 @@ from langchain_core.tools import BaseTool
 
 from pixplan.graph import prompts
 from pixplan.graph.local.chat_format import format_completion, render_prompt, to_chat_messages
-from pixplan.graph.nodes import decoding_options, step_message, tool_spec
+from pixplan.graph.model_inputs import decoding_options, step_message, tool_spec
 from pixplan.graph.schemas import Plan
 from pixplan.tools.perception import describe_catalog
 from pixplan.tools.store import ImageStore

@@ -14,7 +14,7 @@ Two sources of target plans:
   steps that no action executed well pruned (`checklist_target`).
 
 A completion is the plan as the constrained decoder writes it (every key in schema order, `format_json`); the
-prompt is `graph.nodes.planner_messages` with `chat_format.with_format_instruction`, as `LocalChatModel`
+prompt is `graph.model_inputs.planner_messages` with `chat_format.with_format_instruction`, as `LocalChatModel`
 renders a structured call.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pixplan.graph.local.chat_format import format_json, to_chat_messages, with_format_instruction
-from pixplan.graph.nodes import plan_choices, planner_messages
+from pixplan.graph.model_inputs import plan_choices, planner_messages
 from pixplan.graph.plans import validate_plan
 from pixplan.graph.schemas import Plan, Step
 from pixplan.tools.perception import describe_catalog

@@ -2,7 +2,7 @@
 
 Each example is one plan step of the table (`orchestrator_data.grpo_examples`): the prompt the orchestrate node
 serves, the step's candidate actions with their rewards, and the choices the node's local model decodes among
-(`graph.nodes.decoding_options`). Two objectives, chosen with `--objective`:
+(`graph.model_inputs.decoding_options`). Two objectives, chosen with `--objective`:
 
 - ``listwise`` (the default): the exact expected reward of the step under the model, over the table's candidate
   actions of that step. All candidates are scored in one packed forward pass (the prompt once, each candidate
