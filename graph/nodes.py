@@ -328,13 +328,12 @@ class EditNodes:
         model = self._model("orchestrator", context)
         store = context.store
         specs = [tool_spec(tool) for tool in self.tools]
+        regions = (load_catalog(store, state["original"]["id"]) or {"regions": []})["regions"]
         if _takes_choices(model):  # known regions, the step's words as hints, the rejected calls excluded
-            regions = (load_catalog(store, state["original"]["id"]) or {"regions": []})["regions"]
-            rejected = [a for a in step_attempts(state, index) if not a["accepted"] and a["tool"]]
             bound = model.bind_tools(
                 specs,
                 **decoding_options(regions, plan.steps[index].instruction),
-                exclude=[{"name": a["tool"], "args": a["args"]} for a in rejected],
+                exclude=rejected_calls(step_attempts(state, index), regions),
                 hints=context.hints,
             )
         else:
@@ -350,7 +349,7 @@ class EditNodes:
                     response = self._one_call(response, current["id"])
                     new.append(response)
                     call = response.tool_calls[0]
-                    if not _repeats_a_failure(call, step_attempts(state, index)):
+                    if not _repeats_a_failure(call, step_attempts(state, index), regions):
                         break
                     # The same call would fail the same way: answer it as a bad call, without running it.
                     new.append(
@@ -540,7 +539,35 @@ def step_acceptance(verdict: Verdict | None, image: ImageRef | None, threshold: 
     return passed, passed or (image is not None and verdict is None)
 
 
-def _repeats_a_failure(call: dict[str, Any], earlier: list[Attempt]) -> bool:
-    """The call is one that an earlier attempt at the step already made and the judge failed."""
+def region_aliases(region: Any, regions: Sequence[dict[str, Any]]) -> list[Any]:
+    """The names of the same pixels: ``background`` and the catalog's background entry (``r7``), likewise
+    ``whole``; any other region is only itself."""
+    for kind in ("background", "whole"):
+        ids = [entry["id"] for entry in regions if entry["kind"] == kind]
+        if region == kind or region in ids:
+            return [kind, *ids]
+    return [region]
+
+
+def rejected_calls(earlier: Sequence[Attempt], regions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls the judge failed at this step, each under every name of its region, so a retry is not the
+    same call again as ``r7`` after ``background``."""
+    calls = []
+    for a in earlier:
+        if a["accepted"] or not a["tool"]:
+            continue
+        if "region" not in a["args"]:
+            calls.append({"name": a["tool"], "args": dict(a["args"])})
+            continue
+        for alias in region_aliases(a["args"]["region"], regions):
+            calls.append({"name": a["tool"], "args": {**a["args"], "region": alias}})
+    return calls
+
+
+def _repeats_a_failure(call: dict[str, Any], earlier: list[Attempt], regions: Sequence[dict[str, Any]]) -> bool:
+    """The call is one that an earlier attempt at the step already made (its region under any name) and the
+    judge failed."""
     args = {k: v for k, v in call["args"].items() if k != "image_id"}
-    return any(not a["accepted"] and a["tool"] == call["name"] and a["args"] == args for a in earlier)
+    return any(
+        {"name": call["name"], "args": args} == rejected for rejected in rejected_calls(earlier, regions)
+    )

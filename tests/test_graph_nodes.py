@@ -508,3 +508,48 @@ def test_local_orchestrator_gets_catalog_choices_and_never_repeats_a_rejected_ca
     call = retry[-1].tool_calls[0]
     assert len(retry) == 2  # the task and one call: no refused repeat
     assert (call["name"], call["args"]["region"]) != (first["name"], first["args"]["region"])
+
+
+def test_a_rejected_call_is_not_retried_under_another_name_of_its_region(store):
+    """``background`` and the catalog's background entry are the same pixels: after a rejected call on one, the
+    same call on the other is refused as a repeat (and excluded for a local model), other regions are not."""
+    from pixplan.graph.nodes import rejected_calls
+    from pixplan.tools.perception import build_catalog
+    from pixplan.tools.regions import save_catalog
+
+    state = base_state(store)
+    catalog = build_catalog(store, state["original"]["id"])
+    for entry in catalog["regions"]:  # numbered, as the benchmark's catalogs number their background
+        entry["id"] = "r2" if entry["kind"] == "background" else entry["id"]
+    save_catalog(store, catalog)
+    regions = catalog["regions"]
+    background_id = next(entry["id"] for entry in regions if entry["kind"] == "background")
+    other_id = next(entry["id"] for entry in regions if entry["kind"] not in ("background", "whole"))
+    rejected = {
+        **attempt(0, accepted=False),
+        "step_id": "s1",
+        "attempt": 1,
+        "instruction": "x",
+        "before": state["current"]["id"],
+        "tool": "recolor",
+        "args": {"region": "background", "color": "forestgreen"},
+        "image": None,
+        "tool_errors": [],
+        "verdict": {"reasons": ["no"], "fix_instructions": ""},
+        "score": 0.1,
+        "failure": None,
+        "passed": False,
+    }
+    excluded = {call["args"]["region"] for call in rejected_calls([rejected], regions)}
+    assert excluded == {"background", background_id}
+    orchestrator = ScriptedChatModel(
+        responses=[
+            tool_call("recolor", call_id="a", region=background_id, color="forestgreen"),
+            tool_call("recolor", call_id="b", region=other_id, color="forestgreen"),
+        ]
+    )
+    update = EditNodes(orchestrator=orchestrator, tools=TOOLS).orchestrate(
+        {**state, "attempts": [rejected]}, runtime(store)
+    )
+    assert update["messages"][2].status == "error" and "already tried" in update["messages"][2].content
+    assert update["messages"][-1].tool_calls[0]["args"]["region"] == other_id
