@@ -52,7 +52,7 @@ from pixplan.graph.state import Attempt, EditState, PlanRecord, RoleUsage
 from pixplan.graph.usage import metered
 from pixplan.tools.calls import store_config
 from pixplan.tools.image_input import import_image_input
-from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog
+from pixplan.tools.regions import RegionCatalog, RegionError, load_catalog, region_aliases
 from pixplan.tools.store import ImageError, ImageRef, ImageStore
 
 
@@ -537,16 +537,6 @@ def step_acceptance(verdict: Verdict | None, image: ImageRef | None, threshold: 
     met = verdict is not None and (not verdict.checklist or any(item.passed for item in verdict.checklist))
     passed = verdict is not None and verdict.score >= threshold and met
     return passed, passed or (image is not None and verdict is None)
-
-
-def region_aliases(region: Any, regions: Sequence[dict[str, Any]]) -> list[Any]:
-    """The names of the same pixels: ``background`` and the catalog's background entry (``r7``), likewise
-    ``whole``; any other region is only itself."""
-    for kind in ("background", "whole"):
-        ids = [entry["id"] for entry in regions if entry["kind"] == kind]
-        if region == kind or region in ids:
-            return [kind, *ids]
-    return [region]
 
 
 def rejected_calls(earlier: Sequence[Attempt], regions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

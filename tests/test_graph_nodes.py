@@ -76,6 +76,26 @@ def attempt(step_index, accepted, plan_version=1):
     return {"plan_version": plan_version, "step_index": step_index, "accepted": accepted}
 
 
+def rejected_attempt(tool: str, args: dict, before: str = "b") -> dict:
+    """A first attempt at step s1 that the judge failed: `tool` called with `args` (no ``image_id``)."""
+    return {
+        **attempt(0, accepted=False),
+        "step_id": "s1",
+        "attempt": 1,
+        "instruction": "x",
+        "before": before,
+        "tool": tool,
+        "args": {k: v for k, v in args.items() if k != "image_id"},
+        "image": None,
+        "tool_errors": [],
+        "verdict": {"reasons": ["no"], "fix_instructions": ""},
+        "score": 0.1,
+        "failure": None,
+        "passed": False,
+        "seconds": 0.0,
+    }
+
+
 def test_topology_snapshot():
     mermaid = build_graph(tools=TOOLS).get_graph().draw_mermaid()
     if os.environ.get("UPDATE_SNAPSHOTS"):
@@ -409,24 +429,7 @@ def test_orchestrate_refuses_to_repeat_a_rejected_call(store):
             tool_call("recolor", call_id="b", region="background", color="forestgreen"),
         ]
     )
-    rejected = {
-        "plan_version": 1,
-        "step_id": "s1",
-        "step_index": 0,
-        "attempt": 1,
-        "instruction": "x",
-        "before": "b",
-        "tool": call["name"],
-        "args": {k: v for k, v in call["args"].items() if k != "image_id"},
-        "image": None,
-        "tool_errors": [],
-        "verdict": None,
-        "score": 0.1,
-        "failure": None,
-        "passed": False,
-        "accepted": False,
-        "seconds": 0.0,
-    }
+    rejected = rejected_attempt(call["name"], call["args"])
     plan = copy.deepcopy(ECO_PLAN)
     plan["steps"][0]["tool"] = "replace_background"
     state = base_state(store, attempts=[rejected], plan=Plan.model_validate(plan).model_dump())
@@ -489,21 +492,7 @@ def test_local_orchestrator_gets_catalog_choices_and_never_repeats_a_rejected_ca
     first = nodes.orchestrate(state, runtime(store))["messages"][-1].tool_calls[0]
     assert first["args"]["region"] in region_ids
     assert first["args"]["image_id"] == state["current"]["id"]  # filled in by the graph
-    rejected = {
-        **attempt(0, accepted=False),
-        "step_id": "s1",
-        "attempt": 1,
-        "instruction": "x",
-        "before": state["current"]["id"],
-        "tool": first["name"],
-        "args": {k: v for k, v in first["args"].items() if k != "image_id"},
-        "image": None,
-        "tool_errors": [],
-        "verdict": {"reasons": ["no"], "fix_instructions": ""},
-        "score": 0.1,
-        "failure": None,
-        "passed": False,
-    }
+    rejected = rejected_attempt(first["name"], first["args"], before=state["current"]["id"])
     retry = nodes.orchestrate(base_state(store, attempts=[rejected]), runtime(store))["messages"]
     call = retry[-1].tool_calls[0]
     assert len(retry) == 2  # the task and one call: no refused repeat
@@ -525,21 +514,9 @@ def test_a_rejected_call_is_not_retried_under_another_name_of_its_region(store):
     regions = catalog["regions"]
     background_id = next(entry["id"] for entry in regions if entry["kind"] == "background")
     other_id = next(entry["id"] for entry in regions if entry["kind"] not in ("background", "whole"))
-    rejected = {
-        **attempt(0, accepted=False),
-        "step_id": "s1",
-        "attempt": 1,
-        "instruction": "x",
-        "before": state["current"]["id"],
-        "tool": "recolor",
-        "args": {"region": "background", "color": "forestgreen"},
-        "image": None,
-        "tool_errors": [],
-        "verdict": {"reasons": ["no"], "fix_instructions": ""},
-        "score": 0.1,
-        "failure": None,
-        "passed": False,
-    }
+    rejected = rejected_attempt(
+        "recolor", {"region": "background", "color": "forestgreen"}, before=state["current"]["id"]
+    )
     excluded = {call["args"]["region"] for call in rejected_calls([rejected], regions)}
     assert excluded == {"background", background_id}
     orchestrator = ScriptedChatModel(

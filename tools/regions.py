@@ -19,8 +19,9 @@ Everything invalid raises `RegionError` with a short message a model can act on.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 import cv2
 import numpy as np
@@ -466,6 +467,17 @@ def mask_bbox(mask: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, 
     if w == 0 or h == 0:
         raise RegionError("region is empty on this image")
     return x, y, x + w, y + h
+
+
+def region_aliases(region: Any, regions: Sequence[dict[str, Any]]) -> list[Any]:
+    """The names of the same pixels among a catalog's `regions`: ``background`` and the catalog's background
+    entry (``r7``: `region_mask` resolves one to the other), likewise ``whole``; any other region is only itself
+    (a retry on another name of a rejected region is the same call)."""
+    for kind in ("background", "whole"):
+        ids = [entry["id"] for entry in regions if entry["kind"] == kind]
+        if region == kind or region in ids:
+            return [kind, *ids]
+    return [region]
 
 
 def catalog_name(image_id: str) -> str:
