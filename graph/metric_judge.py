@@ -9,8 +9,10 @@ the benchmark uses it to score every system the same way. What it measures:
 - items without a typed check are **not verifiable** on pixels: they get no per-item verdict and do not count
   (the verdict's reasons say so), never an invented pass or fail;
 - for a step judgement whose region is known, `instruction_adherence` is a proxy: how much of the region changed
-  (10 once at least `ADHERENCE_FULL_FRACTION` of it did), and `preservation` is how little changed outside it
-  (10 for no change, 0 at a mean absolute difference of `PRESERVATION_ZERO_DIFF` or more);
+  (10 once at least `ADHERENCE_FULL_FRACTION` of it did) or how large a new compact element in it is (10 once it
+  covers `ELEMENT_FULL_FRACTION` of the image: an icon added to the whole background changes 2% of it, yet it is
+  the whole edit asked for), and `preservation` is how little changed outside it (10 for no change, 0 at a mean
+  absolute difference of `PRESERVATION_ZERO_DIFF` or more);
 - for a final judgement, `instruction_adherence` is 10 x the pass rate of the change checks and `preservation`
   10 x the pass rate of the `preserved` checks (None where there are none);
 - `plausibility` is always None: no pixel statistic tells whether an edit looks natural; the LLM judge scores it.
@@ -59,6 +61,9 @@ MIN_MEAN_CHROMA = 0.04
 SATURATION_VALUE_FLOOR = 0.5
 #: Step adherence reaches 10 once this fraction of the step's region changed.
 ADHERENCE_FULL_FRACTION = 0.15
+#: Step adherence also reaches 10 once a new compact element in the step's region covers this fraction of the
+#: image (an added icon or badge: measured as `new_element` measures, whatever the region's size).
+ELEMENT_FULL_FRACTION = 0.01
 #: Step preservation falls to 0 at this mean absolute difference outside the region.
 PRESERVATION_ZERO_DIFF = 0.05
 #: Without a known region, a step "did something" when this fraction of the image changed.
@@ -182,18 +187,16 @@ def _matches(text: str, words: list[str]) -> list[str]:
     return [word for word in words if _normalise(word) and _contains(flat, _normalise(word))]
 
 
-def _new_element(
-    original: Image.Image, edited: Image.Image, mask: np.ndarray, check: NewElement
-) -> tuple[bool, str]:
-    """Measure the new pixels in the region that stand out from its surroundings, in compact shapes.
+def new_element_pixels(original: Image.Image, edited: Image.Image, mask: np.ndarray) -> tuple[int, int, int]:
+    """The new pixels in the region that stand out from its surroundings, in compact shapes: (pixels, shapes,
+    the region's area in pixels).
 
     The region's own edge colour (the median of a thin ring along its bounding box) is its backdrop; a blob is
     a connected set of pixels that differ from that backdrop by more than 0.15 and changed against the original.
     A blob that touches two or more sides of the region's box is not part of an element (a repainted
     background, stripes or a global recolour run to its edges; a new backdrop alone, being the backdrop, stands
     out from nothing). The union of the other blobs counts, so that an element drawn in separate parts (a
-    recycle sign of three arrows, a word of separate letters) counts whole: it passes when it covers
-    `min_fraction`..`max_fraction` of the region.
+    recycle sign of three arrows, a word of separate letters) counts whole.
     """
     left, top, right, bottom = mask_bbox(mask)
     after = _array(edited)[top:bottom, left:right]
@@ -214,7 +217,6 @@ def _new_element(
         (stands_out & changed & inside).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)
     )
     count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
-    area = max(1.0, float(inside.sum()))
     height, width = inside.shape
     pixels, parts = 0, 0
     for index in range(1, count):
@@ -222,7 +224,16 @@ def _new_element(
         touches = (x <= 1) + (y <= 1) + (x + w >= width - 1) + (y + h >= height - 1)
         if touches <= 1:
             pixels, parts = pixels + size, parts + 1
-    fraction = pixels / area
+    return pixels, parts, int(inside.sum())
+
+
+def _new_element(
+    original: Image.Image, edited: Image.Image, mask: np.ndarray, check: NewElement
+) -> tuple[bool, str]:
+    """A new element passes when its pixels (`new_element_pixels`) cover `min_fraction`..`max_fraction` of the
+    region."""
+    pixels, parts, area = new_element_pixels(original, edited, mask)
+    fraction = pixels / max(1, area)
     shapes = f"{parts} shape{'s' if parts != 1 else ''}"
     if fraction > check.max_fraction:
         return (
@@ -351,8 +362,14 @@ class MetricJudge:
             if mask is not None:
                 inside = mask > 0.5
                 fraction = float(changed_pixels(before, after)[inside].mean())
-                adherence = round(10 * min(1.0, fraction / ADHERENCE_FULL_FRACTION), 2)
-                reasons.append(f"{fraction:.0%} of the step's region changed (adherence proxy)")
+                element = new_element_pixels(before, after, mask)[0] / (after.width * after.height)
+                adherence = round(
+                    10 * min(1.0, max(fraction / ADHERENCE_FULL_FRACTION, element / ELEMENT_FULL_FRACTION)), 2
+                )
+                reasons.append(
+                    f"{fraction:.0%} of the step's region changed, a new element in it covers {element:.1%} of "
+                    "the image (adherence proxy)"
+                )
                 # Leave a margin around the region for the tools' feathered edges.
                 margin = cv2.dilate(inside.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
                 outside = ~margin

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -143,6 +145,22 @@ def test_step_judgement_with_region(store):
     assert verdict.preservation < 5
     nothing = MetricJudge().judge(_request(store, original, original, scope="step", region=region))
     assert nothing.instruction_adherence == 0
+
+
+def test_a_small_element_added_to_a_large_region_is_the_step_done(store):
+    """An icon added to the whole lower part changes 2% of it: the changed share alone would call the step barely
+    begun (adherence 1.2); the new compact element, 1.3% of the image, is what the step asked for."""
+    original = _ad()
+    region = [0.0, 0.3, 1.0, 1.0]
+    icon = original.copy()
+    ImageDraw.Draw(icon).ellipse([20, 250, 60, 290], fill=(30, 140, 60))
+    verdict = MetricJudge().judge(_request(store, original, icon, scope="step", region=region))
+    assert verdict.instruction_adherence == 10 and verdict.preservation == 10
+    assert any(re.search(r"new element in it covers 1\.[23]% of the image", reason) for reason in verdict.reasons)
+    speck = original.copy()
+    ImageDraw.Draw(speck).ellipse([20, 250, 26, 256], fill=(30, 140, 60))
+    verdict = MetricJudge().judge(_request(store, original, speck, scope="step", region=region))
+    assert verdict.instruction_adherence < 1
 
 
 def test_final_judgement_counts_only_typed_items(store):
