@@ -26,19 +26,19 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=6, help="the costliest tokens shown per task")
     args = parser.parse_args()
 
+    from types import SimpleNamespace
+
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pixplan.graph.local.chat_format import prepare_tokenizer, render_prompt
-    from pixplan.graph.models import adapter_dir, smollm2_dir
+    from pixplan.graph.local.chat_format import render_prompt
+    from pixplan.graph.models import adapter_dir
+    from pixplan.training.train_orchestrator import load_base
     from pixplan.training.train_planner import PlannerData, planner_examples
 
     rows, _ = planner_examples(PlannerData(table=args.table, split=args.split, samples=0, limit=args.limit))
     rows = [row for row in rows if not args.task or row["task_id"] in args.task]
-    path = str(smollm2_dir())
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model, tokenizer = load_base(SimpleNamespace(model_name_or_path=None, dtype=None), on_cpu=True)
     if args.adapter != "none":
         model = PeftModel.from_pretrained(model, str(adapter_dir(args.adapter)))
     model.eval()
