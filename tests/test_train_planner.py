@@ -170,6 +170,8 @@ def test_training_goes_on_from_a_trained_adapter_keeping_its_shape(trained, tabl
     for name, value in first.items():
         assert then[name].shape == value.shape
         assert torch.allclose(then[name], value, atol=1e-3)
+    record = "pixplan_planner.json" if trained == "planner" else "pixplan_orchestrator.json"
+    assert json.loads((tmp_path / "then" / record).read_text())["init_adapter"] == str(tmp_path / "first")
     assert any(not torch.equal(then[name], first[name]) for name in first)
     with pytest.raises(SystemExit, match="--init_adapter: adapter 'nowhere'"):
         run(tmp_path / "bad", 1e-2, init_adapter="nowhere")

@@ -129,6 +129,7 @@ def train(data: PlannerData, training_args: Any, model_args: Any):
         raise SystemExit(f"pixplan train planner: {error}") from None
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    report["init_adapter"] = data.init_adapter  # a warm start is part of what trained it
     (out / "pixplan_planner.json").write_text(json.dumps(report, indent=1))
     if data.report_only:
         return None, report
