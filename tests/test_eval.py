@@ -10,7 +10,7 @@ import pytest
 from pixplan.graph.metric_judge import MetricJudge
 from pixplan.training.benchmark import generate_tasks
 from pixplan.training.cli import main
-from pixplan.training.evaluate import compare_runs, evaluate, load_run, markdown_table
+from pixplan.training.evaluate import compare_runs, evaluate, load_run, markdown_table, merge_runs
 from pixplan.training.systems import Outcome, oracle, rule_based
 from pixplan.training.tasks import load_tasks
 
@@ -97,6 +97,22 @@ def test_compare_and_table(bench, tmp_path):
     assert all(f"| {task.id} |" in text for task in tasks)
     table = markdown_table([a, b])
     assert table.index("| oracle |") < table.index("| untouched |")
+
+
+def test_runs_split_over_tasks_merge_into_the_figures_of_one_run(bench, tmp_path, capsys):
+    _, tasks = bench
+    whole = evaluate(tasks, rule_based, tmp_path / "whole", system_name="rule_based", progress=False)
+    evaluate(tasks[:1], rule_based, tmp_path / "a", system_name="rule_based", progress=False)
+    evaluate(tasks[1:], rule_based, tmp_path / "b", system_name="rule_based", progress=False)
+    merged = merge_runs([tmp_path / "a", tmp_path / "b"], system="rule_based")
+    for key in ("n_tasks", "mean_score", "pass_rate", "change_items_passed", "keep_items_passed", "per_family"):
+        assert merged[key] == whole[key], key
+    with pytest.raises(ValueError, match="more than one of the runs"):
+        merge_runs([tmp_path / "a", tmp_path / "whole"], system="rule_based")
+    assert main(["eval", "table", str(tmp_path / "a"), str(tmp_path / "b"), "--merge", "both"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| both |")]
+    assert len(rows) == 1
+    assert rows[0].startswith(f"| both | {len(tasks)} | {whole['mean_score']:.3f} | {whole['pass_rate']:.3f} |")
 
 
 def test_a_crashing_system_is_recorded_not_fatal(bench, tmp_path):

@@ -118,9 +118,13 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from pixplan.training.evaluate import markdown_table
+    """One row per run, or with --merge one row for all their tasks together (a run split over processes)."""
+    from pixplan.training.evaluate import markdown_table, merge_runs
 
-    summaries = [json.loads((Path(run) / "summary.json").read_text()) for run in args.runs]
+    if args.merge:
+        summaries = [merge_runs(args.runs, system=args.merge)]
+    else:
+        summaries = [json.loads((Path(run) / "summary.json").read_text()) for run in args.runs]
     print(markdown_table(summaries), end="")
     return 0
 
@@ -235,6 +239,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.set_defaults(func=run_compare)
     table = commands.add_parser("table", help="one Markdown row per run")
     table.add_argument("runs", nargs="+")
+    table.add_argument(
+        "--merge",
+        metavar="NAME",
+        help="one row named NAME for the tasks of all the runs (say, one split over families); "
+        "a task in two runs is an error",
+    )
     table.set_defaults(func=run_table)
     report = commands.add_parser("report", help="rebuild a run's report.html")
     report.add_argument("run")

@@ -286,6 +286,26 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
     return summary, results
 
 
+def merge_runs(run_dirs: list[str | os.PathLike[str]], *, system: str) -> dict[str, Any]:
+    """The summary of several finished runs' tasks taken together, as if they were one run.
+
+    For an eval split over processes (say, six families each): the figures are recomputed from the tasks'
+    results, not averaged from the runs' summaries. The runs must share their judge and hold no task twice.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    judges = set()
+    for run_dir in run_dirs:
+        summary, run_results = load_run(run_dir)
+        judges.add(summary["judge"])
+        twice = sorted(set(results) & set(run_results))
+        if twice:
+            raise ValueError(f"task {twice[0]} is in more than one of the runs; merge runs of different tasks")
+        results.update(run_results)
+    if len(judges) > 1:
+        raise ValueError(f"the runs were judged differently ({', '.join(sorted(judges))}); merge runs of one judge")
+    return summarise([results[task] for task in sorted(results)], system=system, judge=judges.pop())
+
+
 def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str]) -> str:
     """Markdown: B minus A overall, per family, and per task where the scores differ."""
     summary_a, results_a = load_run(run_a)
