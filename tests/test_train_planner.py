@@ -29,7 +29,7 @@ from pixplan.training.planner_data import (
     served_messages,
 )
 from pixplan.training.rewards import checklist_plan
-from pixplan.training.train_planner import PlannerData, train
+from pixplan.training.train_planner import PlannerData, ship_adapter, train
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +172,14 @@ def test_training_goes_on_from_a_trained_adapter_keeping_its_shape(trained, tabl
         assert torch.allclose(then[name], value, atol=1e-3)
     record = "pixplan_planner.json" if trained == "planner" else "pixplan_orchestrator.json"
     assert json.loads((tmp_path / "then" / record).read_text())["init_adapter"] == str(tmp_path / "first")
+    # Shipped: float16 weights, and a record that names this machine's folders without their paths.
+    shipped = ship_adapter(tmp_path / "then", trained, adapters_dir=tmp_path / "adapters")
+    half = load_file(shipped / "adapter_model.safetensors")
+    assert all(half[name].dtype == torch.float16 for name in then)
+    assert all(torch.allclose(half[name].float(), then[name].float(), atol=1e-3) for name in then)
+    shipped_record = json.loads((shipped / record).read_text())
+    assert shipped_record["init_adapter"] == "first" and shipped_record["table"] == table_dir.name
+    assert "per_task" not in shipped_record
     assert any(not torch.equal(then[name], first[name]) for name in first)
     with pytest.raises(SystemExit, match="--init_adapter: adapter 'nowhere'"):
         run(tmp_path / "bad", 1e-2, init_adapter="nowhere")

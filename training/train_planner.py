@@ -180,18 +180,22 @@ def run_planner(args: argparse.Namespace) -> int:
     return 0
 
 
-def ship_adapter(folder: str | Path, name: str) -> Path:
-    """Copy a trained adapter into ``graph/local/adapters/<name>`` (the offline default of its role), its
-    weights in float16 (half the size; they are cast back to the base model's dtype when loaded)."""
+def ship_adapter(folder: str | Path, name: str, adapters_dir: str | Path | None = None) -> Path:
+    """Copy a trained adapter into ``graph/local/adapters/<name>`` (the offline default of its role; or into
+    `adapters_dir`), its weights in float16 (half the size; they are cast back to the base model's dtype when
+    loaded). Its record keeps the folder names of the paths that trained it: a path of this machine means
+    nothing on a user's."""
     from safetensors.torch import load_file, save_file
 
     from pixplan.graph.models import SHIPPED_ADAPTERS
 
     if name not in SHIPPED_ADAPTERS:
         raise ValueError(f"shipped adapters are {SHIPPED_ADAPTERS}, not {name!r}")
-    import pixplan.graph.local as local
+    if adapters_dir is None:
+        import pixplan.graph.local as local
 
-    target = Path(local.__file__).parent / "adapters" / name
+        adapters_dir = Path(local.__file__).parent / "adapters"
+    target = Path(adapters_dir) / name
     target.mkdir(parents=True, exist_ok=True)
     weights = load_file(str(Path(folder) / "adapter_model.safetensors"))
     save_file({key: value.half() for key, value in weights.items()}, str(target / "adapter_model.safetensors"))
@@ -201,5 +205,8 @@ def ship_adapter(folder: str | Path, name: str) -> Path:
     for info in Path(folder).glob("pixplan_*.json"):  # what trained it, without the per-task report (task ids
         record = json.loads(info.read_text())  # and families stay out of graph/)
         record.pop("per_task", None)
+        for key in ("table", "planner", "init_adapter"):
+            if isinstance(record.get(key), str) and Path(record[key]).is_absolute():
+                record[key] = Path(record[key]).name
         (target / info.name).write_text(json.dumps(record, indent=1) + "\n")
     return target
