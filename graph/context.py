@@ -66,6 +66,13 @@ class Context:
         default=1,
         metadata={"description": "Replans after a step or the final judgement failed.", "range": (0, 10)},
     )
+    replan_failed_step: bool = field(
+        default=True,
+        metadata={
+            "description": "A step the judge still fails after its retries is replanned at once; off: it is left, "
+            "the plan's other steps run, and the final judgement replans what is still missing."
+        },
+    )
     max_tool_errors: int = field(
         default=3,
         metadata={
@@ -169,6 +176,7 @@ class Context:
         return {
             "max_retries_per_step": self.max_retries_per_step,
             "max_replans": self.max_replans,
+            "replan_failed_step": self.replan_failed_step,
             "max_tool_errors": self.max_tool_errors,
             "pass_threshold": self.pass_threshold,
             "final_threshold": self.final_threshold,

@@ -86,13 +86,14 @@ def route_after_act(state: EditState) -> Literal["orchestrate", "judge_step"]:
 
 
 def route_after_judge_step(state: EditState) -> Literal["next", "retry", "replan", "done"]:
-    """Accepted: the next step (or the final judgement). Failed: retry, else replan, else move on."""
+    """Accepted: the next step (or the final judgement). Failed: retry, else replan (unless the run leaves
+    failed steps to the final judgement's replan: `replan_failed_step` off), else move on."""
     last = state["attempts"][-1]
     if last["accepted"]:
         return "next" if _steps_left(state) else "done"
     if not step_exhausted(state, last["step_index"]):
         return "retry"
-    if replans_left(state):
+    if state["limits"]["replan_failed_step"] and replans_left(state):
         return "replan"
     return "next" if _steps_left(state) else "done"
 

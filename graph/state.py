@@ -21,6 +21,7 @@ class Limits(TypedDict):
 
     max_retries_per_step: int
     max_replans: int
+    replan_failed_step: bool
     max_tool_errors: int
     pass_threshold: float
     final_threshold: float

@@ -131,9 +131,13 @@ def test_shipped_adapters_are_the_offline_defaults_and_untrained_turns_them_off(
         "planner": "local:smollm2+planner",
         "orchestrator": "local:smollm2+orchestrator",
         "hints": True,
+        "replan_failed_step": Context().replan_failed_step,
     }
-    _, settings = _system(parser.parse_args(["eval", "--system", "llm", "--untrained", "--no-hints"]))
-    assert settings == {"planner": DEFAULT_MODEL, "orchestrator": DEFAULT_MODEL, "hints": False}
+    argv = ["eval", "--system", "llm", "--untrained", "--no-hints", "--no-replan-failed-step"]
+    _, settings = _system(parser.parse_args(argv))
+    assert settings == {
+        "planner": DEFAULT_MODEL, "orchestrator": DEFAULT_MODEL, "hints": False, "replan_failed_step": False
+    }
 
 
 @pytest.mark.slow

@@ -149,6 +149,40 @@ def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
     assert result.status == "passed"
 
 
+def test_a_failed_step_is_left_for_the_final_replan_when_asked(store, tmp_path):
+    """replan_failed_step off: the plan's other steps run first, and the final judgement replans what is
+    missing, on top of their work."""
+    impossible = copy.deepcopy(ECO_PLAN)
+    impossible["steps"][0]["instruction"] = "Make the product glow."
+    fixed = copy.deepcopy(ECO_PLAN)
+    fixed["steps"] = [{**ECO_PLAN["steps"][0], "id": "s3"}]
+    calls = {**ECO_CALLS, "s3": ECO_CALLS["s1"]}
+    calls["s1"] = {"name": "adjust_tone", "args": {"region": [0.0, 0.0, 0.02, 0.02], "warmth": 0.1}}
+    events = []
+    _, result = run(
+        store,
+        tmp_path,
+        ScriptedChatModel(responses=[plan_message(impossible), plan_message(fixed)]),
+        ScriptedChatModel(responses=[], respond=orchestrator_by_step(calls)),
+        num_plan_candidates=1,
+        max_retries_per_step=1,
+        replan_failed_step=False,
+        on_event=events.append,
+    )
+    trace = result.trace
+    assert [(a["step_id"], a["accepted"]) for a in trace["attempts"]] == [
+        ("s1", False), ("s1", False), ("s2", True), ("s3", True)
+    ]
+    kinds = [e["event"] for e in events]
+    # Every step of the first plan was judged, then the edit as a whole, and only then the replan.
+    assert kinds.count("replanned") == 1 and kinds.index("final") < kinds.index("replanned")
+    assert kinds[: kinds.index("final")].count("judged") == 3
+    s2 = next(a for a in trace["attempts"] if a["step_id"] == "s2")
+    s3 = next(a for a in trace["attempts"] if a["step_id"] == "s3")
+    assert s3["before"] == s2["image"]["id"]  # the replan builds on the step that ran
+    assert result.status == "passed"
+
+
 def test_exhausted_budgets_end_cleanly_with_the_best_result(store, tmp_path):
     calls = {**ECO_CALLS, "s2": {"name": "adjust_tone", "args": {"region": "whole", "warmth": 0.05}}}
     _, result = run(

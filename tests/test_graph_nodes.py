@@ -124,6 +124,12 @@ def test_routers_are_pure_decisions():
     assert route_after_judge_step({**state, "attempts": [attempt(0, True), attempt(1, True)]}) == "done"
     assert route_after_judge_step({**state, "attempts": [attempt(0, False)]}) == "retry"
     assert route_after_judge_step({**state, "attempts": [attempt(0, False)] * 2}) == "replan"
+    # replan_failed_step off: the failed step is left, the rest of the plan runs, the final judgement replans.
+    later = {**state, "limits": dict(state["limits"], replan_failed_step=False)}
+    assert route_after_judge_step({**later, "attempts": [attempt(0, False)] * 2}) == "next"
+    assert next_step_index({**later, "attempts": [attempt(0, False)] * 2}) == 1
+    assert route_after_judge_step({**later, "attempts": [attempt(0, True), *[attempt(1, False)] * 2]}) == "done"
+    assert route_after_judge_final({**later, "status": "finished", "final_verdict": {}}) == "replan"
     # Out of replans: the step is given up and the edit moves on; after the last step, the final judgement.
     spent = {**state, "plan_version": 2}
     two_failed = [attempt(0, False, 2)] * 2

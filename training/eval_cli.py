@@ -34,6 +34,11 @@ def _system(args: argparse.Namespace):
         if args.graph_judge is not None:
             settings["judge"] = args.graph_judge
         settings["hints"] = args.hints  # always recorded: a figure says whether the model or the hint chose
+        if args.replan_failed_step is None:  # recorded either way: it decides which steps run
+            from pixplan.graph.context import Context
+
+            args.replan_failed_step = Context().replan_failed_step
+        settings["replan_failed_step"] = args.replan_failed_step
         return partial(systems.llm, **settings), settings
     table = {
         "oracle": systems.oracle,
@@ -229,6 +234,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="hints",
         action="store_false",
         help="llm: local models choose options by likelihood alone (default: prefer what the step names)",
+    )
+    parser.add_argument(
+        "--replan-failed-step",
+        action=argparse.BooleanOptionalAction,
+        help="llm: a step the judge still fails after its retries is replanned at once; --no-...: it is left, "
+        "the plan goes on and the final judgement replans (default: the graph's)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_eval)
