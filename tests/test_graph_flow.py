@@ -118,14 +118,16 @@ def test_retry_reverts_the_failed_step_then_passes(store, tmp_path):
     assert result.status == "passed"
 
 
-def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
+def run_with_an_impossible_step(store, tmp_path, index, **settings):
+    """The eco plan with step `index` impossible (the orchestrator tones a sliver, which the judge fails), and
+    a replan that does that step again as s3, right; one retry a step. Returns the result and the event kinds."""
+    step = ECO_PLAN["steps"][index]
     impossible = copy.deepcopy(ECO_PLAN)
-    impossible["steps"][1]["instruction"] = "Make the product glow."  # the orchestrator will blur a sliver
+    impossible["steps"][index]["instruction"] = "Make the product glow."
     fixed = copy.deepcopy(ECO_PLAN)
-    fixed["steps"] = [fixed["steps"][1]]
-    fixed["steps"][0]["id"] = "s3"
-    calls = {**ECO_CALLS, "s3": ECO_CALLS["s2"]}
-    calls["s2"] = {"name": "adjust_tone", "args": {"region": [0.0, 0.0, 0.02, 0.02], "warmth": 0.1}}
+    fixed["steps"] = [{**step, "id": "s3"}]
+    calls = {**ECO_CALLS, "s3": ECO_CALLS[step["id"]]}
+    calls[step["id"]] = {"name": "adjust_tone", "args": {"region": [0.0, 0.0, 0.02, 0.02], "warmth": 0.1}}
     events = []
     _, result = run(
         store,
@@ -135,8 +137,13 @@ def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
         num_plan_candidates=1,
         max_retries_per_step=1,
         on_event=events.append,
+        **settings,
     )
-    kinds = [e["event"] for e in events]
+    return result, [e["event"] for e in events]
+
+
+def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
+    result, kinds = run_with_an_impossible_step(store, tmp_path, 1)
     assert kinds.count("replanned") == 1
     trace = result.trace
     assert [p["version"] for p in trace["plans"]] == [1, 2]
@@ -152,28 +159,11 @@ def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
 def test_a_failed_step_is_left_for_the_final_replan_when_asked(store, tmp_path):
     """replan_failed_step off: the plan's other steps run first, and the final judgement replans what is
     missing, on top of their work."""
-    impossible = copy.deepcopy(ECO_PLAN)
-    impossible["steps"][0]["instruction"] = "Make the product glow."
-    fixed = copy.deepcopy(ECO_PLAN)
-    fixed["steps"] = [{**ECO_PLAN["steps"][0], "id": "s3"}]
-    calls = {**ECO_CALLS, "s3": ECO_CALLS["s1"]}
-    calls["s1"] = {"name": "adjust_tone", "args": {"region": [0.0, 0.0, 0.02, 0.02], "warmth": 0.1}}
-    events = []
-    _, result = run(
-        store,
-        tmp_path,
-        ScriptedChatModel(responses=[plan_message(impossible), plan_message(fixed)]),
-        ScriptedChatModel(responses=[], respond=orchestrator_by_step(calls)),
-        num_plan_candidates=1,
-        max_retries_per_step=1,
-        replan_failed_step=False,
-        on_event=events.append,
-    )
+    result, kinds = run_with_an_impossible_step(store, tmp_path, 0, replan_failed_step=False)
     trace = result.trace
     assert [(a["step_id"], a["accepted"]) for a in trace["attempts"]] == [
         ("s1", False), ("s1", False), ("s2", True), ("s3", True)
     ]
-    kinds = [e["event"] for e in events]
     # Every step of the first plan was judged, then the edit as a whole, and only then the replan.
     assert kinds.count("replanned") == 1 and kinds.index("final") < kinds.index("replanned")
     assert kinds[: kinds.index("final")].count("judged") == 3

@@ -34,11 +34,11 @@ def _system(args: argparse.Namespace):
         if args.graph_judge is not None:
             settings["judge"] = args.graph_judge
         settings["hints"] = args.hints  # always recorded: a figure says whether the model or the hint chose
-        if args.replan_failed_step is None:  # recorded either way: it decides which steps run
-            from pixplan.graph.context import Context
+        from pixplan.graph.context import Context
 
-            args.replan_failed_step = Context().replan_failed_step
-        settings["replan_failed_step"] = args.replan_failed_step
+        # Recorded either way, the graph's default when not given: it decides which steps run.
+        replan = args.replan_failed_step
+        settings["replan_failed_step"] = Context().replan_failed_step if replan is None else replan
         return partial(systems.llm, **settings), settings
     table = {
         "oracle": systems.oracle,
