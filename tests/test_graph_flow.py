@@ -143,7 +143,7 @@ def run_with_an_impossible_step(store, tmp_path, index, **settings):
 
 
 def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
-    result, kinds = run_with_an_impossible_step(store, tmp_path, 1)
+    result, kinds = run_with_an_impossible_step(store, tmp_path, 1, replan_failed_step=True)
     assert kinds.count("replanned") == 1
     trace = result.trace
     assert [p["version"] for p in trace["plans"]] == [1, 2]
@@ -157,9 +157,10 @@ def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
 
 
 def test_a_failed_step_is_left_for_the_final_replan_when_asked(store, tmp_path):
-    """replan_failed_step off: the plan's other steps run first, and the final judgement replans what is
-    missing, on top of their work."""
-    result, kinds = run_with_an_impossible_step(store, tmp_path, 0, replan_failed_step=False)
+    """replan_failed_step off (the default): the plan's other steps run first, and the final judgement replans
+    what is missing, on top of their work."""
+    assert Context().replan_failed_step is False
+    result, kinds = run_with_an_impossible_step(store, tmp_path, 0)
     trace = result.trace
     assert [(a["step_id"], a["accepted"]) for a in trace["attempts"]] == [
         ("s1", False), ("s1", False), ("s2", True), ("s3", True)

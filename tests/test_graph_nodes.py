@@ -115,7 +115,7 @@ def test_import_is_light():
 
 def test_routers_are_pure_decisions():
     state = {
-        "limits": dict(LIMITS, max_retries_per_step=1, max_replans=1),
+        "limits": dict(LIMITS, max_retries_per_step=1, max_replans=1, replan_failed_step=True),
         "plan_version": 1,
         "plan": ECO_PLAN,
     }
