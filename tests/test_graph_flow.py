@@ -156,7 +156,7 @@ def test_replan_after_a_step_exhausts_its_retries(store, tmp_path):
     assert result.status == "passed"
 
 
-def test_a_failed_step_is_left_for_the_final_replan_when_asked(store, tmp_path):
+def test_a_failed_step_is_left_for_the_final_replan_by_default(store, tmp_path):
     """replan_failed_step off (the default): the plan's other steps run first, and the final judgement replans
     what is missing, on top of their work."""
     assert Context().replan_failed_step is False
